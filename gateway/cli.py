@@ -1,0 +1,95 @@
+"""The `wastegate` command."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.settings import Settings
+
+app = typer.Typer(help="Wastegate: telemetry gateway for municipal waste services.", no_args_is_help=True)
+devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")]
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (a no-op when up to date) and the storage policies."""
+    from gateway.store.migrate import apply_storage_policies
+    from gateway.store.migrate import migrate as run_migrations
+
+    settings = Settings()
+    applied = run_migrations(settings.database_url)
+    layout = apply_storage_policies(settings.database_url, settings)
+    if applied:
+        typer.echo("applied: " + ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    else:
+        typer.echo("database is up to date")
+    typer.echo(f"telemetry storage: {layout}")
+
+
+@app.command()
+def serve(log_level: LogLevel = "warning") -> None:
+    """Run the gateway (and its HTTP API) until SIGINT or SIGTERM, then flush, commit, acknowledge, exit."""
+    from gateway.app import Gateway
+    from gateway.logs import configure_logging
+
+    configure_logging(log_level)
+    settings = Settings()
+    gateway = Gateway(settings)
+    asyncio.run(_run_until_signal(gateway))
+
+
+async def _run_until_signal(gateway: object) -> None:
+    from gateway.app import Gateway
+
+    assert isinstance(gateway, Gateway)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await gateway.run(stop)
+
+
+@devices_app.command("import")
+def devices_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a .csv, .yaml or .yml file")],
+) -> None:
+    """Upsert devices from a CSV or YAML file: all rows or none."""
+    from gateway.device_import import DeviceFileError, read_devices
+    from gateway.profiles.loader import load_profiles
+    from gateway.store.devices import upsert_devices
+
+    settings = Settings()
+    kinds = {p.name: p.config.kind for p in load_profiles(settings.profiles_dir).profiles}
+    try:
+        devices = read_devices(file, kinds)
+    except DeviceFileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    count = upsert_devices(settings.database_url, devices)
+    typer.echo(f"{count} devices imported from {file}")
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; until Ctrl-C when omitted")] = None,
+    api_port: Annotated[int, typer.Option(help="port of the HTTP API")] = 8000,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Start a throwaway Mosquitto and PostgreSQL, the gateway, and sample traffic; remove it all at the end."""
+    from gateway.demo import run_demo
+    from gateway.logs import configure_logging
+
+    configure_logging(log_level)
+    raise typer.Exit(run_demo(duration, api_port))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,38 @@
+"""The gateway's in-memory view of the device registry, refreshed from the `devices` table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    profile: str
+    kind: str
+    name: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+class DeviceDirectory:
+    """Lookups on the hot path are one dict access; the whole map is swapped on refresh."""
+
+    def __init__(self, devices: Iterable[Device] = ()) -> None:
+        self._devices: dict[str, Device] = {d.device_id: d for d in devices}
+
+    def get(self, device_id: str) -> Device | None:
+        return self._devices.get(device_id)
+
+    def replace_all(self, devices: Iterable[Device]) -> None:
+        self._devices = {d.device_id: d for d in devices}
+
+    def add(self, device: Device) -> None:
+        self._devices[device.device_id] = device
+
+    def __len__(self) -> int:
+        return len(self._devices)

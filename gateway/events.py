@@ -1,0 +1,86 @@
+"""The frozen objects that pass between stages: RawMessage → Reading | Rejection.
+
+They are slotted frozen dataclasses rather than pydantic models because one of each is built per MQTT
+message on the hot path; validation happens where the data enters (decoders, normalize), not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class AckToken:
+    """What the source needs to acknowledge one message: the connection it came on and its packet id."""
+
+    connection: int
+    mid: int
+    qos: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    topic: str
+    payload: bytes
+    received_at: datetime
+    ack: AckToken | None = None
+
+
+# The canonical optional fields of a Reading, in the order of the telemetry table's columns.
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "lat",
+    "lon",
+    "speed_kmh",
+    "heading_deg",
+    "fill_pct",
+    "distance_mm",
+    "temperature_c",
+    "battery_pct",
+    "battery_v",
+    "tilted",
+    "weight_kg",
+    "rfid",
+    "event",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One observation of one device at one device time, in canonical units."""
+
+    device_id: str
+    time: datetime
+    received_at: datetime
+    message_key: bytes
+    profile: str
+    lat: float | None = None
+    lon: float | None = None
+    speed_kmh: float | None = None
+    heading_deg: float | None = None
+    fill_pct: float | None = None
+    distance_mm: float | None = None
+    temperature_c: float | None = None
+    battery_pct: float | None = None
+    battery_v: float | None = None
+    tilted: bool | None = None
+    weight_kg: float | None = None
+    rfid: str | None = None
+    event: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message that could not become a Reading, with the reason it goes to the dead letter."""
+
+    message: RawMessage
+    reason: str
+    detail: str
+    profile: str | None = None
+    device_id: str | None = None

@@ -1,0 +1,70 @@
+"""The decode stage: a batch of RawMessages → Readings and Rejections, never an exception."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gateway.events import RawMessage, Reading, Rejection
+from gateway.normalize import Normalizer
+from gateway.profiles.decoders import DecodeError
+from gateway.profiles.loader import ProfileSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    readings: list[Reading] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class Ingestor:
+    def __init__(
+        self,
+        profiles: ProfileSet,
+        normalizer: Normalizer,
+        max_payload_bytes: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.profiles = profiles
+        self.normalizer = normalizer
+        self.max_payload_bytes = max_payload_bytes
+        self.clock = clock
+
+    def process(self, messages: Sequence[RawMessage]) -> IngestResult:
+        result = IngestResult()
+        now = self.clock()
+        for message in messages:
+            self._one(message, now, result)
+        return result
+
+    def _one(self, message: RawMessage, now: datetime, result: IngestResult) -> None:
+        if len(message.payload) > self.max_payload_bytes:
+            result.rejections.append(Rejection(
+                message, "payload_too_large", f"{len(message.payload)} bytes > {self.max_payload_bytes}"))
+            return
+        routed = self.profiles.route(message.topic)
+        if routed is None:
+            result.rejections.append(Rejection(message, "no_profile", f"no profile matches {message.topic!r}"))
+            return
+        profile, topic_values = routed
+        device_id = topic_values["device_id"]
+        try:
+            records = profile.decoder.decode(message.payload, topic_values)
+        except DecodeError as exc:
+            result.rejections.append(Rejection(message, exc.reason, exc.detail, profile.name, device_id))
+            return
+        except Exception as exc:  # a decoder bug must cost one message, not the gateway
+            log.exception("decoder %s crashed on a message on %s", profile.name, message.topic)
+            result.rejections.append(Rejection(
+                message, "decoder_error", f"{type(exc).__name__}: {exc}", profile.name, device_id))
+            return
+        for index, record in enumerate(records):
+            outcome = self.normalizer.normalize(message, profile, device_id, record, index, now)
+            if isinstance(outcome, Reading):
+                result.readings.append(outcome)
+            else:
+                result.rejections.append(outcome)

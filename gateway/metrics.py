@@ -1,0 +1,26 @@
+"""Counters per stage, exported on /metrics. Incremented once per batch, not per message."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_RECEIVED = Counter("wastegate_messages_received_total", "MQTT messages handed to the pipeline")
+READINGS_STORED = Counter("wastegate_readings_stored_total", "Telemetry rows inserted")
+READINGS_DUPLICATE = Counter(
+    "wastegate_readings_duplicate_total", "Readings already stored (redelivered messages), not inserted again"
+)
+REJECTED = Counter("wastegate_rejected_total", "Messages sent to the dead letter", ["reason"])
+BATCHES = Counter("wastegate_batches_committed_total", "Batches committed")
+COMMIT_FAILURES = Counter("wastegate_commit_failures_total", "Batch commits that failed and were retried")
+COMMIT_SECONDS = Histogram(
+    "wastegate_commit_seconds", "Time to commit one batch",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BATCH_SIZE = Histogram("wastegate_batch_size", "Messages per batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 5000))
+MQTT_CONNECTED = Gauge("wastegate_mqtt_connected", "1 while connected to the broker")
+MQTT_PENDING = Gauge("wastegate_mqtt_pending_messages", "Received, not yet committed and acknowledged")
+BROKER_DROPPED = Gauge(
+    "wastegate_broker_dropped_messages",
+    "The broker's own count of messages it dropped ($SYS/broker/publish/messages/dropped)",
+)
+DEVICES_KNOWN = Gauge("wastegate_devices_known", "Devices in the gateway's registry")

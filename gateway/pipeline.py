@@ -1,0 +1,127 @@
+"""The ingest loop: source → decode → one transaction per batch → acknowledge.
+
+A message is acknowledged only after the transaction holding its row (or its dead-letter entry) has
+committed. While the database is unreachable the batch is retried and nothing is acknowledged, so the
+broker holds the backlog. A batch the database refuses for its content (not its availability) is split
+into single messages, and the ones that still fail go to the dead letter as `store_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from gateway import metrics
+from gateway.events import RawMessage, Rejection
+from gateway.ingest import Ingestor, IngestResult
+from gateway.sources.mqtt import MqttSource
+from gateway.store.batch import CommitStats, commit_batch
+
+log = logging.getLogger(__name__)
+
+_UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        source: MqttSource,
+        ingestor: Ingestor,
+        pool: AsyncConnectionPool,
+        kinds_by_profile: Mapping[str, str],
+        batch_max_size: int,
+        batch_max_age_s: float,
+        shutdown_grace_s: float = 30.0,
+    ) -> None:
+        self.source = source
+        self.ingestor = ingestor
+        self.pool = pool
+        self.kinds_by_profile = kinds_by_profile
+        self.batch_max_size = batch_max_size
+        self.batch_max_age_s = batch_max_age_s
+        self.shutdown_grace_s = shutdown_grace_s
+        self.database_ok = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await self.source.next_batch(self.batch_max_size, self.batch_max_age_s, stop)
+            if batch:
+                await self.handle(batch, stop)
+        # Flush what was already received when the stop came; later arrivals stay unacknowledged and
+        # the broker redelivers them to the next session.
+        remaining = self.source.pending_count()
+        while remaining > 0:
+            batch = await self.source.next_batch(min(self.batch_max_size, remaining), 0.0, stop)
+            if not batch:
+                break
+            remaining -= len(batch)
+            await self.handle(batch, stop)
+
+    async def handle(self, batch: list[RawMessage], stop: asyncio.Event) -> None:
+        metrics.MESSAGES_RECEIVED.inc(len(batch))
+        metrics.BATCH_SIZE.observe(len(batch))
+        result = self.ingestor.process(batch)
+        stats = await self._commit_with_retry(batch, result, stop)
+        if stats is None:
+            return  # gave up while stopping: unacknowledged, so the broker redelivers
+        self.source.ack(batch)
+        metrics.BATCHES.inc()
+        metrics.READINGS_STORED.inc(stats.inserted)
+        metrics.READINGS_DUPLICATE.inc(stats.duplicates)
+        for reason, count in Counter(r.reason for r in result.rejections).items():
+            metrics.REJECTED.labels(reason).inc(count)
+
+    async def _commit_with_retry(
+        self, batch: list[RawMessage], result: IngestResult, stop: asyncio.Event
+    ) -> CommitStats | None:
+        delay = 0.2
+        give_up_at: float | None = None
+        while True:
+            started = time.perf_counter()
+            try:
+                stats = await commit_batch(self.pool, result, self.kinds_by_profile)
+            except _UNAVAILABLE as exc:
+                self.database_ok = False
+                metrics.COMMIT_FAILURES.inc()
+                log.warning("database unavailable, batch not committed, retrying", extra={"error": str(exc)})
+            except psycopg.Error as exc:
+                log.error("database refused a batch, committing its messages one by one",
+                          extra={"error": str(exc)})
+                try:
+                    return await self._commit_one_by_one(batch)
+                except _UNAVAILABLE:
+                    self.database_ok = False  # what was committed already is a no-op when retried
+            else:
+                self.database_ok = True
+                metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+                return stats
+            if stop.is_set():
+                give_up_at = give_up_at or time.monotonic() + self.shutdown_grace_s
+                if time.monotonic() > give_up_at:
+                    log.error("stopping with an uncommitted batch; the broker will redeliver it")
+                    return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _commit_one_by_one(self, batch: list[RawMessage]) -> CommitStats:
+        inserted = duplicates = rejected = 0
+        for message in batch:
+            single = self.ingestor.process([message])
+            try:
+                stats = await commit_batch(self.pool, single, self.kinds_by_profile)
+            except _UNAVAILABLE:
+                raise
+            except psycopg.Error as exc:
+                refused = Rejection(message, "store_error", str(exc).splitlines()[0])
+                stats = await commit_batch(self.pool, IngestResult([], [refused]), self.kinds_by_profile)
+                metrics.REJECTED.labels("store_error").inc()
+            inserted += stats.inserted
+            duplicates += stats.duplicates
+            rejected += stats.rejected
+        return CommitStats(inserted, duplicates, rejected)

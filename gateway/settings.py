@@ -1,0 +1,57 @@
+"""All configuration, from the environment (prefix WASTEGATE_) or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WASTEGATE_", env_file=".env", extra="ignore")
+
+    database_url: str = "postgresql://wastegate@127.0.0.1:5432/wastegate"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_client_id: str = "wastegate"
+    # MQTT v5 shared subscription group; replicas with the same group split the traffic between them.
+    mqtt_shared_group: str | None = None
+    # Extra filters whose messages no profile claims: they land in the dead letter as `no_profile`.
+    mqtt_extra_subscriptions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Unacknowledged QoS 1 messages the broker may have outstanding towards us (MQTT v5 Receive Maximum):
+    # the bound on in-flight work, so a slow database turns into broker-side queueing, not memory growth.
+    mqtt_receive_maximum: int = Field(default=5000, ge=1, le=65535)
+    mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+    mqtt_keepalive_s: int = Field(default=30, ge=5)
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+
+    profiles_dir: Path = Path("device_profiles")
+    rules_dir: Path = Path("rules")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_enabled: bool = True
+
+    batch_max_size: int = Field(default=1000, ge=1)
+    batch_max_age_ms: int = Field(default=200, ge=1)
+    max_payload_bytes: int = Field(default=64 * 1024, ge=1)
+    max_future_s: int = Field(default=600, ge=0)
+    max_past_s: int = Field(default=7 * 24 * 3600, ge=60)
+    device_refresh_s: float = Field(default=30.0, gt=0)
+
+    # Telemetry storage. With TimescaleDB these become the hypertable's chunk interval and policies;
+    # on plain PostgreSQL, daily partitions are created `partitions_ahead_days` ahead and dropped after
+    # `retention_days` (0 keeps everything).
+    timescale_chunk_interval: str = "1 day"
+    timescale_compress_after: str = "7 days"
+    retention_days: int = Field(default=365, ge=0)
+    partitions_ahead_days: int = Field(default=7, ge=1)
+
+    @field_validator("mqtt_extra_subscriptions", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

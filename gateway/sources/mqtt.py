@@ -1,0 +1,276 @@
+"""The MQTT source, and the only module that imports the MQTT client library.
+
+paho-mqtt 2 runs its network loop in its own thread (the fast path: the asyncio wrapper costs ~40%) and
+hands messages to asyncio in batches. Each message is acknowledged to the broker only after the batch
+holding it is committed (`manual_ack`). The bound on in-flight work is MQTT 5's Receive Maximum: the broker
+sends no more unacknowledged QoS 1 messages than that, so a slow database turns into broker-side queueing
+(persistent session, clean start off) instead of memory growth here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway import metrics
+from gateway.events import AckToken, RawMessage
+
+log = logging.getLogger(__name__)
+
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"MQTT URL has no host: {url!r}")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+class MqttSourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    client_id: str = "wastegate"
+    subscriptions: tuple[str, ...]
+    shared_group: str | None = None
+    receive_maximum: int = Field(default=5000, ge=1, le=65535)
+    session_expiry_s: int = 7 * 24 * 3600
+    keepalive_s: int = 30
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    watch_broker_dropped: bool = True
+
+    def build(self) -> MqttSource:
+        return MqttSource(self)
+
+
+def _tls_context(config: MqttSourceConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    if config.cert_file:
+        context.load_cert_chain(str(config.cert_file), str(config.key_file) if config.key_file else None)
+    return context
+
+
+def _new_client(address: BrokerAddress, client_id: str, config: MqttSourceConfig | None = None,
+                manual_ack: bool = False) -> paho.Client:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=manual_ack
+    )
+    if address.username is not None:
+        client.username_pw_set(address.username, address.password)
+    if address.tls:
+        client.tls_set_context(_tls_context(config) if config else ssl.create_default_context())
+    return client
+
+
+class MqttSource:
+    def __init__(self, config: MqttSourceConfig) -> None:
+        self.config = config
+        self.address = BrokerAddress.parse(config.url)
+        self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: list[RawMessage] = []
+        self._connection = 0  # bumped on every (re)connect; acks of older connections are meaningless
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_at = 1  # pending count at which the paho thread wakes the consumer
+        self._client = _new_client(self.address, config.client_id, config, manual_ack=True)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        if config.watch_broker_dropped:
+            self._client.message_callback_add(BROKER_DROPPED_TOPIC, self._on_broker_dropped)
+
+    # -- paho thread ---------------------------------------------------------------------------------
+
+    def _filters(self) -> list[str]:
+        if self.config.shared_group:
+            return [f"$share/{self.config.shared_group}/{f}" for f in self.config.subscriptions]
+        return list(self.config.subscriptions)
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.error("mqtt connect refused", extra={"reason": str(reason), "broker": self.address.host})
+            return
+        with self._lock:
+            self._connection += 1
+        topics = [(f, SubscribeOptions(qos=1)) for f in self._filters()]
+        if self.config.watch_broker_dropped:
+            topics.append((BROKER_DROPPED_TOPIC, SubscribeOptions(qos=0)))
+        client.subscribe(topics)
+        self.connected.set()
+        metrics.MQTT_CONNECTED.set(1)
+        log.info("mqtt connected (session present: %s)", getattr(flags, "session_present", None))
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.connected.clear()
+        metrics.MQTT_CONNECTED.set(0)
+        if reason.is_failure:
+            log.warning("mqtt connection lost, reconnecting", extra={"reason": str(reason)})
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        raw = RawMessage(msg.topic, msg.payload, datetime.now(UTC), AckToken(self._connection, msg.mid, msg.qos))
+        with self._lock:
+            self._pending.append(raw)
+            count = len(self._pending)
+        # Wake the consumer only when it has something new to decide on, not per message.
+        if count == 1 or count == self._wake_at:
+            self._wake_soon()
+
+    def _on_broker_dropped(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            metrics.BROKER_DROPPED.set(float(msg.payload))
+        except ValueError:
+            pass
+        # A $SYS message is QoS 0; nothing to acknowledge.
+
+    def _wake_soon(self) -> None:
+        if self._loop is not None and self._wake is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:  # the loop is closing
+                pass
+
+    # -- asyncio side --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.config.session_expiry_s
+        properties.ReceiveMaximum = self.config.receive_maximum
+        self._client.connect_async(
+            self.address.host, self.address.port, keepalive=self.config.keepalive_s,
+            clean_start=False, properties=properties,
+        )
+        self._client.loop_start()
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self.connected.is_set():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    async def next_batch(self, max_size: int, max_age_s: float, stop: asyncio.Event) -> list[RawMessage]:
+        """Waits for at least one message, then until `max_size` are pending or the first is `max_age_s` old.
+
+        Returns early, possibly empty, once `stop` is set.
+        """
+        assert self._wake is not None, "start() first"
+        self._wake_at = max_size
+        while not self._pending:
+            self._wake.clear()
+            if self._pending or stop.is_set():
+                break
+            await _wait_either(self._wake, stop, None)
+        if not self._pending:
+            return []
+        deadline = self._pending[0].received_at.timestamp() + max_age_s
+        while len(self._pending) < max_size and not stop.is_set():
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                break
+            self._wake.clear()
+            if len(self._pending) >= max_size:
+                break
+            await _wait_either(self._wake, stop, remaining)
+        with self._lock:
+            batch = self._pending[:max_size]
+            del self._pending[:max_size]
+        metrics.MQTT_PENDING.set(len(self._pending))
+        return batch
+
+    def ack(self, messages: Iterable[RawMessage]) -> None:
+        """Acknowledges committed messages. Those from an earlier connection are skipped: the broker
+        redelivers them, and the store's message key makes the redelivery a no-op."""
+        current = self._connection
+        for message in messages:
+            token = message.ack
+            if token is not None and token.qos > 0 and token.connection == current:
+                self._client.ack(token.mid, token.qos)
+
+    async def close(self) -> None:
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        metrics.MQTT_CONNECTED.set(0)
+
+
+async def _wait_either(event: asyncio.Event, stop: asyncio.Event, timeout: float | None) -> None:
+    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+class MqttPublisher:
+    """A blocking QoS 1 publisher for simulators, tests and tools (not used by the gateway itself)."""
+
+    def __init__(self, url: str, client_id: str = "") -> None:
+        self._client = _new_client(BrokerAddress.parse(url), client_id)
+        address = BrokerAddress.parse(url)
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
+        self._client.connect(address.host, address.port, keepalive=30)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> Any:
+        return self._client.publish(topic, payload, qos=qos)
+
+    def publish_many(self, messages: Sequence[tuple[str, bytes | str]], qos: int = 1) -> None:
+        infos = [self._client.publish(topic, payload, qos=qos) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=60)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> MqttPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

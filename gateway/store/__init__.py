@@ -1,0 +1,1 @@
+"""PostgreSQL storage: schema and migrations, named queries, the batch writer, devices, the dead letter."""

@@ -1,0 +1,69 @@
+-- Named queries. Each starts with a `-- name: <name>` line; gateway/store/queries.py loads them.
+
+-- name: create_telemetry_staging
+-- Per connection: the COPY target of a batch, emptied at commit.
+CREATE TEMP TABLE IF NOT EXISTS telemetry_staging
+    (LIKE telemetry INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+
+-- name: copy_telemetry_staging
+COPY telemetry_staging (time, device_id, message_key, received_at, profile, lat, lon, speed_kmh,
+    heading_deg, fill_pct, distance_mm, temperature_c, battery_pct, battery_v, tilted, weight_kg,
+    rfid, event, extra) FROM STDIN (FORMAT BINARY);
+
+-- name: insert_telemetry_from_staging
+INSERT INTO telemetry SELECT * FROM telemetry_staging ON CONFLICT DO NOTHING;
+
+-- name: insert_rejected
+INSERT INTO rejected_messages
+    (received_at, topic, payload, payload_size, reason, detail, profile, device_id, message_key)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (message_key) DO NOTHING;
+
+-- name: touch_devices
+-- Registers unknown devices of accepting profiles and moves last_seen forward, in device_id order so
+-- that concurrent replicas lock rows in the same order.
+INSERT INTO devices AS d (device_id, profile, kind, first_seen, last_seen)
+SELECT device_id, profile, kind, seen, seen
+FROM unnest(%(device_ids)s::text[], %(profiles)s::text[], %(kinds)s::text[], %(seen)s::timestamptz[])
+    AS t(device_id, profile, kind, seen)
+ORDER BY device_id
+ON CONFLICT (device_id) DO UPDATE
+    SET last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
+        first_seen = COALESCE(d.first_seen, EXCLUDED.first_seen);
+
+-- name: all_devices
+SELECT device_id, profile, kind, name, lat, lon, attributes FROM devices;
+
+-- name: upsert_device
+INSERT INTO devices AS d (device_id, profile, kind, name, lat, lon, attributes)
+VALUES (%(device_id)s, %(profile)s, %(kind)s, %(name)s, %(lat)s, %(lon)s, %(attributes)s)
+ON CONFLICT (device_id) DO UPDATE
+    SET profile = EXCLUDED.profile, kind = EXCLUDED.kind, name = EXCLUDED.name, lat = EXCLUDED.lat,
+        lon = EXCLUDED.lon, attributes = EXCLUDED.attributes, updated_at = now();
+
+-- name: ensure_partitions
+SELECT wastegate_ensure_telemetry_partitions(%(first_day)s, %(last_day)s);
+
+-- name: drop_partitions
+SELECT wastegate_drop_telemetry_partitions(%(before_day)s);
+
+-- name: is_hypertable
+SELECT to_regclass('telemetry_default') IS NULL;
+
+-- name: timescale_chunk_interval
+SELECT set_chunk_time_interval('telemetry', %(interval)s::interval);
+
+-- name: timescale_enable_compression
+ALTER TABLE telemetry SET (timescaledb.compress, timescaledb.compress_segmentby = 'device_id',
+    timescaledb.compress_orderby = 'time DESC');
+
+-- name: timescale_compression_policy
+SELECT remove_compression_policy('telemetry', if_exists => true),
+       add_compression_policy('telemetry', compress_after => %(compress_after)s::interval);
+
+-- name: timescale_retention_policy
+SELECT remove_retention_policy('telemetry', if_exists => true),
+       add_retention_policy('telemetry', drop_after => %(drop_after)s::interval);
+
+-- name: timescale_remove_retention_policy
+SELECT remove_retention_policy('telemetry', if_exists => true);

@@ -1,0 +1,35 @@
+"""Telemetry rows: COPY (binary) into the per-connection staging table, then an idempotent INSERT."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from gateway.events import Reading
+from gateway.store.queries import query
+
+_COPY_TYPES = [
+    "timestamptz", "text", "bytea", "timestamptz", "text",
+    "float8", "float8", "float8", "float8", "float8", "float8", "float8", "float8", "float8",
+    "bool", "float8", "text", "text", "jsonb",
+]
+
+
+async def insert_readings(conn: AsyncConnection, readings: Sequence[Reading]) -> int:
+    """Inserts the readings not stored yet, inside the caller's transaction; returns how many were new."""
+    if not readings:
+        return 0
+    async with conn.cursor() as cur:
+        async with cur.copy(query("copy_telemetry_staging")) as copy:
+            copy.set_types(_COPY_TYPES)
+            for r in readings:
+                await copy.write_row((
+                    r.time, r.device_id, r.message_key, r.received_at, r.profile,
+                    r.lat, r.lon, r.speed_kmh, r.heading_deg, r.fill_pct, r.distance_mm, r.temperature_c,
+                    r.battery_pct, r.battery_v, r.tilted, r.weight_kg, r.rfid, r.event,
+                    Jsonb(dict(r.extra)) if r.extra else None,
+                ))
+        await cur.execute(query("insert_telemetry_from_staging"))
+        return cur.rowcount
