@@ -1,0 +1,134 @@
+-- The whole schema as the numbered migrations leave it, for reading and for new deployments to compare
+-- against. tests/integration/test_migrations.py checks that both produce the same database.
+-- schema_migrations (the migration ledger) is created by gateway/store/migrate.py, not here.
+
+
+CREATE TABLE devices (
+    device_id   text PRIMARY KEY,
+    profile     text NOT NULL,
+    kind        text NOT NULL,
+    name        text,
+    lat         double precision CHECK (lat BETWEEN -90 AND 90),
+    lon         double precision CHECK (lon BETWEEN -180 AND 180),
+    attributes  jsonb NOT NULL DEFAULT '{}'::jsonb,
+    first_seen  timestamptz,
+    last_seen   timestamptz,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX devices_kind_idx ON devices (kind);
+
+DO $migration$
+DECLARE
+    telemetry_columns constant text := $columns$
+        time          timestamptz NOT NULL,
+        device_id     text NOT NULL,
+        message_key   bytea NOT NULL,
+        received_at   timestamptz NOT NULL,
+        profile       text NOT NULL,
+        lat           double precision,
+        lon           double precision,
+        speed_kmh     double precision,
+        heading_deg   double precision,
+        fill_pct      double precision,
+        distance_mm   double precision,
+        temperature_c double precision,
+        battery_pct   double precision,
+        battery_v     double precision,
+        tilted        boolean,
+        weight_kg     double precision,
+        rfid          text,
+        event         text,
+        extra         jsonb,
+        -- The key makes a redelivered message a no-op and serves "latest readings of one device".
+        PRIMARY KEY (device_id, time, message_key)
+    $columns$;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+       AND current_setting('shared_preload_libraries') LIKE '%timescaledb%' THEN
+        CREATE EXTENSION IF NOT EXISTS timescaledb;
+        EXECUTE format('CREATE TABLE telemetry (%s)', telemetry_columns);
+        PERFORM create_hypertable('telemetry', 'time', chunk_time_interval => INTERVAL '1 day');
+    ELSE
+        EXECUTE format('CREATE TABLE telemetry (%s) PARTITION BY RANGE (time)', telemetry_columns);
+        CREATE TABLE telemetry_default PARTITION OF telemetry DEFAULT;
+    END IF;
+END
+$migration$;
+
+-- Plain-PostgreSQL partition upkeep: one partition per UTC day. Rows that fell into the default partition
+-- for a day are moved into the new partition, so creating it never fails. Serialized across replicas.
+CREATE FUNCTION wastegate_ensure_telemetry_partitions(first_day date, last_day date)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    day date;
+    partition_name text;
+    lower_bound timestamptz;
+    upper_bound timestamptz;
+    created integer := 0;
+BEGIN
+    IF to_regclass('telemetry_default') IS NULL THEN
+        RETURN 0;  -- a TimescaleDB hypertable manages its own chunks
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('wastegate_telemetry_partitions'));
+    FOR day IN SELECT generate_series(first_day, last_day, INTERVAL '1 day')::date LOOP
+        partition_name := format('telemetry_p%s', to_char(day, 'YYYYMMDD'));
+        CONTINUE WHEN to_regclass(partition_name) IS NOT NULL;
+        lower_bound := day::timestamp AT TIME ZONE 'UTC';
+        upper_bound := (day + 1)::timestamp AT TIME ZONE 'UTC';
+        IF EXISTS (SELECT 1 FROM telemetry_default WHERE time >= lower_bound AND time < upper_bound) THEN
+            EXECUTE format('CREATE TABLE %I (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                           partition_name);
+            EXECUTE format('WITH moved AS (DELETE FROM telemetry_default WHERE time >= %L AND time < %L '
+                           'RETURNING *) INSERT INTO %I SELECT * FROM moved',
+                           lower_bound, upper_bound, partition_name);
+            EXECUTE format('ALTER TABLE telemetry ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                           partition_name, lower_bound, upper_bound);
+        ELSE
+            EXECUTE format('CREATE TABLE %I PARTITION OF telemetry FOR VALUES FROM (%L) TO (%L)',
+                           partition_name, lower_bound, upper_bound);
+        END IF;
+        created := created + 1;
+    END LOOP;
+    RETURN created;
+END
+$$;
+
+-- Plain-PostgreSQL retention: drops whole day partitions that end on or before `before_day`.
+CREATE FUNCTION wastegate_drop_telemetry_partitions(before_day date)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    partition regclass;
+    dropped integer := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('wastegate_telemetry_partitions'));
+    FOR partition IN
+        SELECT inhrelid::regclass FROM pg_inherits
+        WHERE inhparent = 'telemetry'::regclass
+          AND inhrelid::regclass::text ~ '^telemetry_p[0-9]{8}$'
+          AND to_date(substring(inhrelid::regclass::text FROM 12), 'YYYYMMDD') < before_day
+    LOOP
+        EXECUTE format('DROP TABLE %s', partition);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END
+$$;
+
+CREATE TABLE rejected_messages (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_at   timestamptz NOT NULL,
+    topic         text NOT NULL,
+    payload       bytea NOT NULL,
+    payload_size  integer NOT NULL,
+    reason        text NOT NULL,
+    detail        text NOT NULL DEFAULT '',
+    profile       text,
+    device_id     text,
+    -- A redelivered bad message is recorded once.
+    message_key   bytea NOT NULL UNIQUE
+);
+CREATE INDEX rejected_messages_received_at_idx ON rejected_messages (received_at);
+CREATE INDEX rejected_messages_reason_idx ON rejected_messages (reason, received_at);

@@ -1,0 +1,75 @@
+"""Session fixtures: a real PostgreSQL and per-test Mosquitto brokers on loopback, in temporary directories.
+
+PostgreSQL starts once; the schema is migrated once into a template database that every test clones.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.embedded.mosquitto import Mosquitto
+from gateway.embedded.postgres import Postgres
+from gateway.settings import Settings
+from gateway.store.migrate import apply_storage_policies, migrate
+from tests.support import REPO
+
+TEMPLATE = "wastegate_template"
+_db_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    server = Postgres(tmp_path_factory.mktemp("postgres")).start()
+    try:
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        migrate(server.url(TEMPLATE))
+        apply_storage_policies(server.url(TEMPLATE), Settings())
+        yield server
+    finally:
+        server.stop("immediate")
+
+
+@pytest.fixture
+def database_url(postgres: Postgres) -> Iterator[str]:
+    """A fresh, migrated database cloned from the template."""
+    name = f"test_{next(_db_numbers)}"
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    yield postgres.url(name)
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def empty_database_url(postgres: Postgres) -> Iterator[str]:
+    name = f"empty_{next(_db_numbers)}"
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield postgres.url(name)
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    with Mosquitto(tmp_path / "mosquitto") as server:
+        yield server
+
+
+@pytest.fixture
+def settings(database_url: str, broker: Mosquitto, request: pytest.FixtureRequest) -> Settings:
+    return Settings(
+        database_url=database_url,
+        mqtt_url=broker.url,
+        mqtt_client_id=f"wastegate-test-{request.node.name[:40]}",
+        profiles_dir=REPO / "device_profiles",
+        api_enabled=False,
+        batch_max_age_ms=50,
+        _env_file=None,  # type: ignore[call-arg]
+    )

@@ -1,0 +1,77 @@
+"""Helpers shared by the integration tests: a gateway on a thread, polling, SQL, publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+
+from gateway.app import Gateway
+from gateway.settings import Settings
+from gateway.sources.mqtt import MqttPublisher
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout_s: float = 20.0, interval_s: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last value: {value!r})")
+        time.sleep(interval_s)
+
+
+def sql(url: str, statement: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def scalar(url: str, statement: str, params: Sequence[Any] | None = None) -> Any:
+    return sql(url, statement, params)[0][0]
+
+
+def publish(mqtt_url: str, messages: Sequence[tuple[str, bytes | str]]) -> None:
+    with MqttPublisher(mqtt_url) as publisher:
+        publisher.publish_many(messages)
+
+
+@contextmanager
+def running_gateway(settings: Settings, clock: Callable[[], Any] | None = None) -> Iterator[Gateway]:
+    """Runs a Gateway on its own event loop thread; stops it (flush, commit, ack) on exit."""
+    gateway = Gateway(settings, clock) if clock else Gateway(settings)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(gateway.run(stop))
+        except BaseException as exc:  # surfaced to the test below
+            failure.append(exc)
+
+    thread = threading.Thread(target=main, name="gateway", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: gateway.source.connected.is_set() or failure, timeout_s=20)
+        if failure:
+            raise failure[0]
+        # The subscription is sent right after CONNACK; give the broker a moment to register it.
+        time.sleep(0.2)
+        yield gateway
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=60)
+    if failure:
+        raise failure[0]

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.profiles.loader import ProfileError, load_profile, load_profiles
+from tests.support import REPO
+
+
+def test_shipped_profiles_load_and_route() -> None:
+    profiles = load_profiles(REPO / "device_profiles")
+    assert {"truck", "container"} <= set(profiles.by_name)
+    assert "trucks/+/telemetry" in profiles.subscriptions
+    routed = profiles.route("containers/C-7/telemetry")
+    assert routed is not None and routed[0].name == "container" and routed[1] == {"device_id": "C-7"}
+    assert profiles.route("containers/C-7") is None
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name / "profile.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+GOOD = "kind: truck\ntopic: t/{device_id}\ndecoder: {type: json_mapping}\n"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (GOOD + "colour: red\n", "colour: Extra inputs are not permitted"),
+    ("kind: truck\ntopic: t/x\ndecoder: {type: json_mapping}\n", "no {device_id} placeholder"),
+    ("kind: truck\ntopic: t/+\ndecoder: {type: json_mapping}\n", "must be a literal or a whole placeholder"),
+    ("kind: truck\ntopic: t/{device_id}\ndecoder: {type: protobuf}\n", "decoder"),
+    (GOOD + "unknown_devices: maybe\n", "unknown_devices"),
+    ("kind: [truck\n", "profile.yaml"),
+    ("- a\n- b\n", "expected a mapping"),
+])
+def test_bad_profiles_are_refused_with_the_file_and_reason(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, "p1", text)
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    assert str(path) in str(caught.value) and message in str(caught.value)
+
+
+def test_two_profiles_on_one_topic_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, "a", GOOD)
+    write(tmp_path, "b", GOOD)
+    with pytest.raises(ProfileError, match="same topic filter"):
+        load_profiles(tmp_path)
+
+
+def test_the_more_literal_pattern_wins(tmp_path: Path) -> None:
+    write(tmp_path, "generic", "kind: x\ntopic: t/{device_id}/#\ndecoder: {type: json_mapping}\n")
+    write(tmp_path, "specific", "kind: x\ntopic: t/{device_id}/status\ndecoder: {type: json_mapping}\n")
+    profiles = load_profiles(tmp_path)
+    assert profiles.route("t/1/status")[0].name == "specific"  # type: ignore[index]
+    assert profiles.route("t/1/other")[0].name == "generic"  # type: ignore[index]

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from gateway.devices import DeviceDirectory
+from gateway.events import RawMessage
+from gateway.ingest import Ingestor
+from gateway.normalize import Normalizer
+from gateway.profiles.decoders import Decoded
+from gateway.profiles.loader import Profile, ProfileSet, load_profiles
+from gateway.profiles.model import ProfileConfig
+from gateway.profiles.topics import TopicPattern
+from tests.support import REPO
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def ingestor(profiles: ProfileSet, max_payload: int = 1000) -> Ingestor:
+    normalizer = Normalizer(DeviceDirectory(), timedelta(minutes=10), timedelta(days=7))
+    return Ingestor(profiles, normalizer, max_payload, lambda: NOW)
+
+
+def raw(topic: str, payload: bytes) -> RawMessage:
+    return RawMessage(topic, payload, NOW)
+
+
+def test_a_batch_is_split_into_readings_and_rejections_in_order() -> None:
+    good = json.dumps({"ts": NOW.isoformat(), "lat": 41.4, "lon": 2.1}).encode()
+    result = ingestor(load_profiles(REPO / "device_profiles")).process([
+        raw("trucks/T1/telemetry", good),
+        raw("trucks/T1/telemetry", b"x" * 1001),
+        raw("lorries/T1/telemetry", good),
+        raw("trucks/T1/telemetry", b"{oops"),
+        raw("trucks/T2/telemetry", good),
+    ])
+    assert [r.device_id for r in result.readings] == ["T1", "T2"]
+    assert [r.reason for r in result.rejections] == ["payload_too_large", "no_profile", "invalid_json"]
+    assert result.rejections[2].profile == "truck" and result.rejections[2].device_id == "T1"
+
+
+class _CrashingDecoder:
+    def decode(self, payload: bytes, topic_values: object) -> list[Decoded]:
+        raise ZeroDivisionError("vendor bug")
+
+
+def test_a_crashing_decoder_costs_one_message_not_the_gateway() -> None:
+    config = ProfileConfig.model_validate({
+        "name": "fragile", "kind": "sensor", "topic": "f/{device_id}",
+        "decoder": {"type": "json_mapping"}})
+    profiles = ProfileSet([Profile(config, TopicPattern.parse(config.topic), _CrashingDecoder())])
+    result = ingestor(profiles).process([raw("f/1", b"{}"), raw("f/2", b"{}")])
+    assert [r.reason for r in result.rejections] == ["decoder_error", "decoder_error"]
+    assert "ZeroDivisionError: vendor bug" in result.rejections[0].detail
