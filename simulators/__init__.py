@@ -1,0 +1,1 @@
+"""Traffic generators, deterministic by seed: trucks and container sensors publishing over MQTT."""
