@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -19,7 +20,7 @@ from gateway.normalize import Normalizer
 from gateway.pipeline import Pipeline
 from gateway.profiles.loader import ProfileSet, load_profiles
 from gateway.settings import Settings
-from gateway.sources.mqtt import MqttSource, MqttSourceConfig
+from gateway.sources.mqtt import MqttSourceConfig
 from gateway.store.devices import load_devices
 from gateway.store.migrate import maintain_partitions
 from gateway.store.pool import open_pool
@@ -46,6 +47,14 @@ def source_config(settings: Settings, profiles: ProfileSet) -> MqttSourceConfig:
         cert_file=settings.mqtt_cert_file,
         key_file=settings.mqtt_key_file,
     )
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handling: the gateway owns the signals and stops the API."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Gateway:
@@ -117,8 +126,7 @@ class Gateway:
             create_api(self.readiness), host=self.settings.api_host, port=self.settings.api_port,
             log_level="warning", lifespan="off",
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = _ApiServer(config)
         serving = asyncio.create_task(server.serve())
         await stop.wait()
         server.should_exit = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -42,10 +43,8 @@ def run_demo(duration_s: float | None, api_port: int) -> int:
             typer.echo(f"try:    curl -s http://{settings.api_host}:{api_port}/readyz")
             typer.echo(f"        mosquitto_pub -p {broker.port} -q 1 -t trucks/T1/telemetry -m "
                        f"'{{\"ts\": \"{datetime.now(UTC).isoformat()}\", \"lat\": 41.39, \"lon\": 2.16}}'")
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_run(settings, city, duration_s))
-            except KeyboardInterrupt:
-                pass
             _summary(database_url)
     typer.echo("stopped; the temporary broker and database are removed")
     return 0

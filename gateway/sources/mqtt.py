@@ -10,6 +10,7 @@ sends no more unacknowledged QoS 1 messages than that, so a slow database turns 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -110,6 +111,7 @@ class MqttSource:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_at = 1  # pending count at which the paho thread wakes the consumer
+        self.received = 0  # messages received since start, acknowledged or not
         self._client = _new_client(self.address, config.client_id, config, manual_ack=True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
@@ -146,34 +148,31 @@ class MqttSource:
             log.warning("mqtt connection lost, reconnecting", extra={"reason": str(reason)})
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        raw = RawMessage(msg.topic, msg.payload, datetime.now(UTC), AckToken(self._connection, msg.mid, msg.qos))
+        raw = RawMessage(msg.topic, bytes(msg.payload), datetime.now(UTC), AckToken(self._connection, msg.mid, msg.qos))
         with self._lock:
             self._pending.append(raw)
+            self.received += 1
             count = len(self._pending)
         # Wake the consumer only when it has something new to decide on, not per message.
         if count == 1 or count == self._wake_at:
             self._wake_soon()
 
     def _on_broker_dropped(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             metrics.BROKER_DROPPED.set(float(msg.payload))
-        except ValueError:
-            pass
         # A $SYS message is QoS 0; nothing to acknowledge.
 
     def _wake_soon(self) -> None:
         if self._loop is not None and self._wake is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
                 self._loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:  # the loop is closing
-                pass
 
     # -- asyncio side --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self.config.session_expiry_s
         properties.ReceiveMaximum = self.config.receive_maximum
         self._client.connect_async(

@@ -27,7 +27,8 @@ def _schema_dump(postgres: Postgres, url: str) -> str:
         [str(postgres.bindir / "pg_dump"), "--schema-only", "--no-owner", "--exclude-table=schema_migrations", url],
         capture_output=True, text=True, check=True,
     ).stdout
-    lines = [line for line in dump.splitlines() if line and not line.startswith(("--", "SET ", "\\restrict", "\\unrestrict"))
+    skipped = ("--", "SET ", "\\restrict", "\\unrestrict")
+    lines = [line for line in dump.splitlines() if line and not line.startswith(skipped)
              and "pg_catalog.set_config" not in line]
     return re.sub(r"\n+", "\n", "\n".join(lines))
 

@@ -11,22 +11,24 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
+from gateway.embedded.ports import free_port
 from gateway.settings import Settings
 from tests.support import REPO, publish, scalar, wait_until
 
 MESSAGES = 4000
 
 
-def serve(settings: Settings) -> subprocess.Popen[bytes]:
+def serve(settings: Settings, api_port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "WASTEGATE_DATABASE_URL": settings.database_url,
         "WASTEGATE_MQTT_URL": settings.mqtt_url,
         "WASTEGATE_MQTT_CLIENT_ID": "wastegate-shutdown-test",
         "WASTEGATE_PROFILES_DIR": str(settings.profiles_dir),
-        "WASTEGATE_API_ENABLED": "false",
+        "WASTEGATE_API_PORT": str(api_port),
         "WASTEGATE_BATCH_MAX_SIZE": "200",
     }
     return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env, cwd=REPO,
@@ -47,14 +49,19 @@ def truck_message(index: int) -> tuple[str, str]:
 def test_stop_mid_stream_then_restart_loses_and_duplicates_nothing(settings: Settings, signum: int) -> None:
     url = settings.database_url
     count = lambda: scalar(url, "SELECT count(*) FROM telemetry")  # noqa: E731
-    process = serve(settings)
+    api_port = free_port()
+    process = serve(settings, api_port)
     try:
         # Until the gateway has subscribed, messages go nowhere: repeat one (idempotent) until it is stored.
         wait_until(lambda: publish(settings.mqtt_url, [truck_message(-1)]) or count() == 1, timeout_s=30,
                    interval_s=0.3)
-        publisher = threading.Thread(target=publish, args=(settings.mqtt_url, [truck_message(i) for i in range(MESSAGES)]))
+        stream = [truck_message(i) for i in range(MESSAGES)]
+        publisher = threading.Thread(target=publish, args=(settings.mqtt_url, stream))
         publisher.start()
         wait_until(lambda: count() > MESSAGES // 4, timeout_s=60, interval_s=0.02)
+        ready = httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=5)
+        assert ready.status_code == 200 and ready.json()["checks"] == {"mqtt": True, "database": True}
+        assert "wastegate_readings_stored_total" in httpx.get(f"http://127.0.0.1:{api_port}/metrics").text
         process.send_signal(signum)
         returncode = process.wait(timeout=60)
         stored_at_stop = count()
@@ -62,7 +69,7 @@ def test_stop_mid_stream_then_restart_loses_and_duplicates_nothing(settings: Set
         if signum == signal.SIGTERM:
             assert returncode == 0, process.stderr.read().decode() if process.stderr else ""
         assert stored_at_stop < MESSAGES + 1, "the stop came too late to test anything"
-        process = serve(settings)
+        process = serve(settings, api_port)
         wait_until(lambda: count() == MESSAGES + 1, timeout_s=90)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -82,7 +82,7 @@ class JsonMappingConfig(BaseModel):
 
 
 class _CompiledField:
-    __slots__ = ("kind", "name", "path", "required", "scale", "offset", "unknown")
+    __slots__ = ("kind", "name", "offset", "path", "required", "scale", "unknown")
 
     def __init__(self, name: str, spec: FieldSpec, kind: str) -> None:
         self.name = name

@@ -1,0 +1,53 @@
+"""The `wastegate` command against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from tests.support import REPO, scalar, sql
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["migrate"], ["serve"], ["demo"], ["devices"], ["devices", "import"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def env(url: str) -> dict[str, str]:
+    return {"WASTEGATE_DATABASE_URL": url, "WASTEGATE_PROFILES_DIR": str(REPO / "device_profiles")}
+
+
+def test_migrate_twice(empty_database_url: str) -> None:
+    first = runner.invoke(app, ["migrate"], env=env(empty_database_url))
+    assert first.exit_code == 0, first.output
+    assert "applied: 0001_initial" in first.output and "telemetry storage: partitioned" in first.output
+    second = runner.invoke(app, ["migrate"], env=env(empty_database_url))
+    assert second.exit_code == 0 and "database is up to date" in second.output
+    assert scalar(empty_database_url, "SELECT count(*) FROM pg_inherits") > 7  # day partitions ahead
+
+
+def test_devices_import_upserts(database_url: str) -> None:
+    path = REPO / "tests/integration/data/devices.csv"
+    for _ in range(2):
+        result = runner.invoke(app, ["devices", "import", str(path)], env=env(database_url))
+        assert result.exit_code == 0, result.output
+        assert "3 devices imported" in result.output
+    rows = sql(database_url, "SELECT device_id, kind, attributes->>'bin_depth_mm', lat FROM devices ORDER BY 1")
+    assert rows == [("C-0001", "container", "1200", 41.4036), ("C-0002", "container", "1000", 41.399),
+                    ("T9", "truck", None, None)]
+
+
+def test_a_bad_row_applies_nothing(database_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "devices.csv"
+    path.write_text("device_id,profile,lat,lon\nC-1,container,41.4,2.1\nC-2,container,41.4,200\n")
+    result = runner.invoke(app, ["devices", "import", str(path)], env=env(database_url))
+    assert result.exit_code == 1
+    assert f"{path}:3: lon" in result.output and "nothing imported" in result.output
+    assert scalar(database_url, "SELECT count(*) FROM devices") == 0
