@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from gateway import metrics
 from gateway.api.app import create_api
 from gateway.devices import DeviceDirectory
+from gateway.frame_counters import FrameCounters
 from gateway.ingest import Ingestor
 from gateway.normalize import Normalizer
 from gateway.pipeline import Pipeline
@@ -78,8 +79,10 @@ class Gateway:
         pool = await open_pool(settings.database_url)
         try:
             await self._refresh_devices(pool)
+            counters = FrameCounters({d.device_id: d.last_f_cnt for d in self.devices if d.last_f_cnt is not None})
             normalizer = Normalizer(
-                self.devices, timedelta(seconds=settings.max_future_s), timedelta(seconds=settings.max_past_s)
+                self.devices, timedelta(seconds=settings.max_future_s), timedelta(seconds=settings.max_past_s),
+                counters,
             )
             ingestor = Ingestor(self.profiles, normalizer, settings.max_payload_bytes, self.clock)
             kinds = {p.name: p.config.kind for p in self.profiles.profiles}

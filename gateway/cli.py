@@ -14,6 +14,8 @@ from gateway.settings import Settings
 app = typer.Typer(help="Wastegate: telemetry gateway for municipal waste services.", no_args_is_help=True)
 devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
 app.add_typer(devices_app, name="devices")
+profiles_app = typer.Typer(help="Device profiles.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")]
 
@@ -75,6 +77,34 @@ def devices_import(
         raise typer.Exit(1) from None
     count = upsert_devices(settings.database_url, devices)
     typer.echo(f"{count} devices imported from {file}")
+
+
+@profiles_app.command("check")
+def profiles_check(
+    directory: Annotated[Path | None, typer.Argument(help="profiles directory (default: the setting)")] = None,
+) -> None:
+    """Validate every profile and run its golden test cases, printing each failure."""
+    from gateway.profiles.loader import ProfileError, load_profiles
+    from gateway.profiles.testcases import discover, run_case
+
+    directory = directory or Settings().profiles_dir
+    try:
+        profiles = load_profiles(directory)
+    except ProfileError as exc:
+        typer.echo(f"invalid profile: {exc}", err=True)
+        raise typer.Exit(1) from None
+    outcomes = [run_case(case, profiles) for case in discover(directory)]
+    for outcome in outcomes:
+        if not outcome.ok:
+            typer.echo(f"FAIL {outcome.name}", err=True)
+            for problem in outcome.problems:
+                typer.echo(f"     {problem}", err=True)
+    failed = sum(not o.ok for o in outcomes)
+    untested = sorted(set(profiles.by_name) - {o.case.parent.parent.name for o in outcomes})
+    typer.echo(f"{len(profiles.by_name)} profiles, {len(outcomes)} cases, {failed} failed"
+               + (f"; without cases: {', '.join(untested)}" if untested else ""))
+    if failed or untested:
+        raise typer.Exit(1)
 
 
 @app.command()

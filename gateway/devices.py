@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -17,6 +17,7 @@ class Device:
     lat: float | None = None
     lon: float | None = None
     attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    last_f_cnt: int | None = None  # LoRaWAN frame counter last stored
 
 
 class DeviceDirectory:
@@ -33,6 +34,9 @@ class DeviceDirectory:
 
     def add(self, device: Device) -> None:
         self._devices[device.device_id] = device
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter(list(self._devices.values()))
 
     def __len__(self) -> int:
         return len(self._devices)

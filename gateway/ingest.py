@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from gateway.events import RawMessage, Reading, Rejection
 from gateway.normalize import Normalizer
-from gateway.profiles.decoders import DecodeError
+from gateway.profiles.decoders import DecodeError, NotAReading
 from gateway.profiles.loader import ProfileSet
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 class IngestResult:
     readings: list[Reading] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    # Recognised messages that carry no reading (joins, acks, waypoints…), by kind.
+    not_readings: Counter[str] = field(default_factory=Counter)
 
 
 class Ingestor:
@@ -46,14 +49,26 @@ class Ingestor:
             result.rejections.append(Rejection(
                 message, "payload_too_large", f"{len(message.payload)} bytes > {self.max_payload_bytes}"))
             return
-        routed = self.profiles.route(message.topic)
-        if routed is None:
+        route = self.profiles.route(message.topic)
+        if route is None:
             result.rejections.append(Rejection(message, "no_profile", f"no profile matches {message.topic!r}"))
             return
-        profile, topic_values = routed
-        device_id = topic_values["device_id"]
+        device_id = route.device_id
+        device = self.normalizer.devices.get(device_id)
+        profile = route.choose(device.profile if device else None)
+        if profile is None:
+            names = ", ".join(p.name for p in route.candidates)
+            result.rejections.append(Rejection(
+                message, "unknown_device",
+                f"{device_id!r} must be registered with one of the profiles sharing this topic: {names}",
+                device_id=device_id))
+            return
+        topic_values = route.values
         try:
             records = profile.decoder.decode(message.payload, topic_values)
+        except NotAReading as counted:
+            result.not_readings[counted.kind] += 1
+            return
         except DecodeError as exc:
             result.rejections.append(Rejection(message, exc.reason, exc.detail, profile.name, device_id))
             return

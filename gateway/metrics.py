@@ -9,6 +9,10 @@ READINGS_STORED = Counter("wastegate_readings_stored_total", "Telemetry rows ins
 READINGS_DUPLICATE = Counter(
     "wastegate_readings_duplicate_total", "Readings already stored (redelivered messages), not inserted again"
 )
+NOT_READINGS = Counter(
+    "wastegate_messages_without_reading_total",
+    "Recognised messages that carry no reading (LoRaWAN joins and acks, OwnTracks waypoints…)", ["kind"],
+)
 REJECTED = Counter("wastegate_rejected_total", "Messages sent to the dead letter", ["reason"])
 BATCHES = Counter("wastegate_batches_committed_total", "Batches committed")
 COMMIT_FAILURES = Counter("wastegate_commit_failures_total", "Batch commits that failed and were retried")

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.devices import Device, DeviceDirectory
 from gateway.events import RawMessage, Reading, Rejection
+from gateway.frame_counters import FrameCounters
 from gateway.profiles.decoders import Decoded
 from gateway.profiles.loader import Profile
 
@@ -28,7 +29,9 @@ REASONS = {
     "time_too_old": "the device time is further in the past than allowed",
     "coordinates_out_of_range": "latitude or longitude outside WGS84 bounds, or only one of them",
     "no_gps_fix": "position 0/0, which trackers send when they have no fix",
+    "bad_payload": "the binary payload cannot be decoded by the profile's codec",
     "decoder_error": "the decoder failed unexpectedly on this payload",
+    "store_error": "the database refused this message",
 }
 
 
@@ -43,10 +46,14 @@ def message_key(topic: str, payload: bytes, index: int = 0) -> bytes:
 
 
 class Normalizer:
-    def __init__(self, devices: DeviceDirectory, max_future: timedelta, max_past: timedelta) -> None:
+    def __init__(
+        self, devices: DeviceDirectory, max_future: timedelta, max_past: timedelta,
+        frame_counters: FrameCounters | None = None,
+    ) -> None:
         self.devices = devices
         self.max_future = max_future
         self.max_past = max_past
+        self.frame_counters = frame_counters or FrameCounters()
 
     def normalize(
         self, message: RawMessage, profile: Profile, device_id: str, record: Decoded, index: int, now: datetime
@@ -77,6 +84,9 @@ class Normalizer:
                 return reject("no_gps_fix", "lat 0, lon 0")
 
         extra = dict(record.extra)
+        f_cnt = extra.get("f_cnt")
+        if isinstance(f_cnt, int) and (lost := self.frame_counters.observe(device_id, f_cnt)):
+            extra["frames_lost"] = lost
         if values.get("fill_pct") is None and values.get("distance_mm") is not None:
             _derive_fill(values, extra, device, profile)
         elif values.get("fill_pct") is not None and not 0 <= values["fill_pct"] <= 100:

@@ -76,6 +76,8 @@ class Pipeline:
         metrics.READINGS_DUPLICATE.inc(stats.duplicates)
         for reason, count in Counter(r.reason for r in result.rejections).items():
             metrics.REJECTED.labels(reason).inc(count)
+        for kind, count in result.not_readings.items():
+            metrics.NOT_READINGS.labels(kind).inc(count)
 
     async def _commit_with_retry(
         self, batch: list[RawMessage], result: IngestResult, stop: asyncio.Event

@@ -29,34 +29,59 @@ class Profile:
         return self.config.name
 
 
+@dataclass(frozen=True)
+class Route:
+    """The profiles that claim a topic, and the topic's placeholder values.
+
+    Several profiles may share one topic layout (every sensor behind one LoRaWAN network server does):
+    then the device's registered profile chooses among them.
+    """
+
+    candidates: tuple[Profile, ...]
+    values: dict[str, str]
+
+    @property
+    def device_id(self) -> str:
+        return self.candidates[0].config.device_id_for(self.values)
+
+    def choose(self, registered_profile: str | None) -> Profile | None:
+        if len(self.candidates) == 1:
+            return self.candidates[0]
+        return next((p for p in self.candidates if p.name == registered_profile), None)
+
+
 class ProfileSet:
-    """The loaded profiles, and the routing from an incoming topic to (profile, placeholder values)."""
+    """The loaded profiles, and the routing from an incoming topic to the profiles that claim it."""
 
     def __init__(self, profiles: list[Profile]) -> None:
-        seen: dict[str, str] = {}
-        for profile in profiles:
-            if profile.pattern.subscription in seen:
+        groups: dict[str, list[Profile]] = {}
+        for profile in sorted(profiles, key=lambda p: p.name):
+            groups.setdefault(profile.pattern.subscription, []).append(profile)
+        for subscription, group in groups.items():
+            templates = {p.config.device_id for p in group}
+            if len(templates) > 1:
                 raise ProfileError(
-                    f"profiles {seen[profile.pattern.subscription]!r} and {profile.name!r} "
-                    f"claim the same topic filter {profile.pattern.subscription!r}"
+                    f"profiles {', '.join(p.name for p in group)} share the topic filter {subscription!r} "
+                    "but build the device id differently"
                 )
-            seen[profile.pattern.subscription] = profile.name
         # More literal levels first, so `trucks/{device_id}/telemetry` wins over `trucks/{device_id}/#`.
-        self.profiles = sorted(
-            profiles, key=lambda p: (-sum(lit is not None for lit in p.pattern.levels), p.name)
+        self._groups = sorted(
+            (tuple(group) for group in groups.values()),
+            key=lambda g: (-sum(lit is not None for lit in g[0].pattern.levels), g[0].name),
         )
+        self.profiles = [p for group in self._groups for p in group]
         self.by_name: Mapping[str, Profile] = {p.name: p for p in profiles}
 
     @property
     def subscriptions(self) -> list[str]:
-        return [p.pattern.subscription for p in self.profiles]
+        return [group[0].pattern.subscription for group in self._groups]
 
-    def route(self, topic: str) -> tuple[Profile, dict[str, str]] | None:
+    def route(self, topic: str) -> Route | None:
         levels = topic.split("/")
-        for profile in self.profiles:
-            found = profile.pattern.match(levels)
+        for group in self._groups:
+            found = group[0].pattern.match(levels)
             if found is not None:
-                return profile, found
+                return Route(group, found)
         return None
 
 
@@ -74,7 +99,8 @@ def load_profile(path: Path) -> Profile:
         raise ProfileError(f"{path}: {_describe(exc)}") from exc
     if config.name != path.parent.name:
         raise ProfileError(f"{path}: name {config.name!r} differs from its folder {path.parent.name!r}")
-    return Profile(config, TopicPattern.parse(config.topic), config.decoder.build())
+    pattern = TopicPattern.parse(config.topic, require_device_id=config.device_id is None)
+    return Profile(config, pattern, config.decoder.build())
 
 
 def load_profiles(directory: Path) -> ProfileSet:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.profiles.decoders import DecoderConfig
 from gateway.profiles.topics import TopicPattern, TopicPatternError
@@ -25,15 +26,26 @@ class ProfileConfig(BaseModel):
     description: str = ""
     kind: str = Field(min_length=1, description="device kind: truck, container, …")
     topic: str
+    # How the device id is built when it is not one topic level, e.g. "{user}/{device}" for OwnTracks.
+    device_id: str | None = None
     decoder: DecoderConfig
     unknown_devices: Literal["accept", "reject"] = "accept"
     defaults: ProfileDefaults = Field(default_factory=ProfileDefaults)
 
-    @field_validator("topic")
-    @classmethod
-    def _valid_topic(cls, value: str) -> str:
+    @model_validator(mode="after")
+    def _valid_topic(self) -> ProfileConfig:
         try:
-            TopicPattern.parse(value)
+            pattern = TopicPattern.parse(self.topic, require_device_id=self.device_id is None)
         except TopicPatternError as exc:
-            raise ValueError(str(exc)) from exc
-        return value
+            raise ValueError(f"topic: {exc}") from exc
+        if self.device_id is not None:
+            used = set(re.findall(r"\{(\w+)\}", self.device_id))
+            missing = used - {name for name in pattern.names if name}
+            if not used or missing:
+                raise ValueError(f"device_id {self.device_id!r} must be built from the topic's placeholders")
+        return self
+
+    def device_id_for(self, topic_values: dict[str, str]) -> str:
+        if self.device_id is None:
+            return topic_values["device_id"]
+        return self.device_id.format_map(topic_values)

@@ -22,7 +22,7 @@ class TopicPattern:
     multi_level_tail: bool
 
     @classmethod
-    def parse(cls, pattern: str) -> TopicPattern:
+    def parse(cls, pattern: str, require_device_id: bool = True) -> TopicPattern:
         parts = pattern.split("/")
         levels: list[str | None] = []
         names: list[str | None] = []
@@ -45,7 +45,7 @@ class TopicPattern:
                 levels.append(part)
                 names.append(None)
         named = [n for n in names if n]
-        if "device_id" not in named:
+        if require_device_id and "device_id" not in named:
             raise TopicPatternError(f"{pattern!r} has no {{device_id}} placeholder")
         if len(set(named)) != len(named):
             raise TopicPatternError(f"{pattern!r} repeats a placeholder")
@@ -60,13 +60,17 @@ class TopicPattern:
         return "/".join(filter_levels)
 
     def match(self, topic_levels: list[str]) -> dict[str, str] | None:
-        """The placeholder values if the (already split) topic matches, else None."""
+        """The placeholder values if the (already split) topic matches, else None.
+
+        What a final `#` matched is under the key `#` ("" when it matched nothing: in MQTT, `a/#` also
+        matches `a`).
+        """
         count = len(self.levels)
         if len(topic_levels) < count or (len(topic_levels) > count and not self.multi_level_tail):
             return None
-        if self.multi_level_tail and len(topic_levels) == count:
-            return None
         found: dict[str, str] = {}
+        if self.multi_level_tail:
+            found["#"] = "/".join(topic_levels[count:])
         for literal, name, value in zip(self.levels, self.names, topic_levels, strict=False):
             if literal is None:
                 if not value:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.ingest import IngestResult
 from gateway.store.dead_letter import insert_rejections
-from gateway.store.devices import touch_devices
+from gateway.store.devices import DeviceSeen, touch_devices
 from gateway.store.telemetry import insert_readings
 
 
@@ -24,12 +23,17 @@ class CommitStats:
 async def commit_batch(
     pool: AsyncConnectionPool, result: IngestResult, kinds_by_profile: Mapping[str, str]
 ) -> CommitStats:
-    seen: dict[str, tuple[str, str, str, datetime]] = {}
+    seen: dict[str, DeviceSeen] = {}
     for reading in result.readings:
-        previous = seen.get(reading.device_id)
-        if previous is None or reading.received_at > previous[3]:
-            seen[reading.device_id] = (
+        device = seen.get(reading.device_id)
+        if device is None:
+            device = seen[reading.device_id] = DeviceSeen(
                 reading.device_id, reading.profile, kinds_by_profile[reading.profile], reading.received_at)
+        device.last_received_at = max(device.last_received_at, reading.received_at)
+        if reading.extra:
+            device.frames_lost += reading.extra.get("frames_lost", 0)
+            if isinstance(f_cnt := reading.extra.get("f_cnt"), int):
+                device.last_f_cnt = f_cnt
     async with pool.connection() as conn, conn.transaction():
         inserted = await insert_readings(conn, result.readings)
         await insert_rejections(conn, result.rejections)

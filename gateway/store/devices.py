@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
@@ -18,20 +19,33 @@ async def load_devices(conn: AsyncConnection) -> list[Device]:
     async with conn.cursor() as cur:
         await cur.execute(query("all_devices"))
         return [
-            Device(device_id, profile, kind, name, lat, lon, MappingProxyType(attributes or {}))
-            for device_id, profile, kind, name, lat, lon, attributes in await cur.fetchall()
+            Device(device_id, profile, kind, name, lat, lon, MappingProxyType(attributes or {}), last_f_cnt)
+            for device_id, profile, kind, name, lat, lon, attributes, last_f_cnt in await cur.fetchall()
         ]
 
 
-async def touch_devices(conn: AsyncConnection, seen: Iterable[tuple[str, str, str, datetime]]) -> None:
-    """(device_id, profile, kind, received_at) per device of a batch: registers new ones, moves last_seen."""
-    rows = sorted(seen)
+@dataclass(slots=True)
+class DeviceSeen:
+    """What one batch says about one device."""
+
+    device_id: str
+    profile: str
+    kind: str
+    last_received_at: datetime
+    frames_lost: int = 0
+    last_f_cnt: int | None = None
+
+
+async def touch_devices(conn: AsyncConnection, seen: Iterable[DeviceSeen]) -> None:
+    """Registers devices first heard of, moves last_seen forward, adds up lost LoRaWAN frames."""
+    rows = sorted(seen, key=lambda s: s.device_id)
     if not rows:
         return
-    device_ids, profiles, kinds, times = (list(column) for column in zip(*rows, strict=True))
-    await conn.execute(
-        query("touch_devices"), {"device_ids": device_ids, "profiles": profiles, "kinds": kinds, "seen": times}
-    )
+    await conn.execute(query("touch_devices"), {
+        "device_ids": [s.device_id for s in rows], "profiles": [s.profile for s in rows],
+        "kinds": [s.kind for s in rows], "seen": [s.last_received_at for s in rows],
+        "frames_lost": [s.frames_lost for s in rows], "f_cnts": [s.last_f_cnt for s in rows],
+    })
 
 
 def upsert_devices(conninfo: str, devices: Sequence[Device]) -> int:

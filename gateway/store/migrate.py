@@ -14,6 +14,7 @@ from gateway.store.queries import query
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 727_001  # any constant shared by every replica
+MAX_LOOKBACK_DAYS = 35
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ def apply_storage_policies(conninfo: str, settings: Settings, today: date | None
 def maintain_partitions(conn: psycopg.Connection, settings: Settings, today: date | None = None) -> int:
     """Creates the day partitions every accepted reading can fall into, and drops expired ones."""
     today = today or datetime.now(UTC).date()
-    first_day = today - timedelta(seconds=settings.max_past_s) - timedelta(days=1)
+    # Readings older than this (a long backfill) land in the default partition, which is still queried.
+    lookback = min(timedelta(seconds=settings.max_past_s), timedelta(days=MAX_LOOKBACK_DAYS))
+    first_day = today - lookback - timedelta(days=1)
     last_day = today + timedelta(days=settings.partitions_ahead_days)
     row = conn.execute(query("ensure_partitions"), {"first_day": first_day, "last_day": last_day}).fetchone()
     if settings.retention_days:

@@ -22,17 +22,20 @@ ON CONFLICT (message_key) DO NOTHING;
 -- name: touch_devices
 -- Registers unknown devices of accepting profiles and moves last_seen forward, in device_id order so
 -- that concurrent replicas lock rows in the same order.
-INSERT INTO devices AS d (device_id, profile, kind, first_seen, last_seen)
-SELECT device_id, profile, kind, seen, seen
-FROM unnest(%(device_ids)s::text[], %(profiles)s::text[], %(kinds)s::text[], %(seen)s::timestamptz[])
-    AS t(device_id, profile, kind, seen)
+INSERT INTO devices AS d (device_id, profile, kind, first_seen, last_seen, uplink_frames_lost, last_f_cnt)
+SELECT device_id, profile, kind, seen, seen, frames_lost, f_cnt
+FROM unnest(%(device_ids)s::text[], %(profiles)s::text[], %(kinds)s::text[], %(seen)s::timestamptz[],
+            %(frames_lost)s::bigint[], %(f_cnts)s::bigint[])
+    AS t(device_id, profile, kind, seen, frames_lost, f_cnt)
 ORDER BY device_id
 ON CONFLICT (device_id) DO UPDATE
     SET last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
-        first_seen = COALESCE(d.first_seen, EXCLUDED.first_seen);
+        first_seen = COALESCE(d.first_seen, EXCLUDED.first_seen),
+        uplink_frames_lost = d.uplink_frames_lost + EXCLUDED.uplink_frames_lost,
+        last_f_cnt = COALESCE(EXCLUDED.last_f_cnt, d.last_f_cnt);
 
 -- name: all_devices
-SELECT device_id, profile, kind, name, lat, lon, attributes FROM devices;
+SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt FROM devices;
 
 -- name: upsert_device
 INSERT INTO devices AS d (device_id, profile, kind, name, lat, lon, attributes)

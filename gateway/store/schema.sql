@@ -14,7 +14,10 @@ CREATE TABLE devices (
     first_seen  timestamptz,
     last_seen   timestamptz,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- LoRaWAN: uplinks lost (jumps in the frame counter) and the last counter seen
+    uplink_frames_lost bigint NOT NULL DEFAULT 0,
+    last_f_cnt  bigint
 );
 CREATE INDEX devices_kind_idx ON devices (kind);
 

@@ -1,15 +1,24 @@
 """The registry of payload decoders: one config model (with a `type` tag) and the class it builds.
 
-To add a decoder, write its module with a `…Config` model whose `build()` returns the decoder, and list
-the config here.
+To add a decoder, write its module with a `…Config` model whose `build()` returns the decoder, and add
+the config to `DecoderConfig` below. Binary sensor payloads need only a codec in `gateway/profiles/codecs/`,
+used through the network-server decoders.
 """
 
 from __future__ import annotations
 
-from gateway.profiles.decoders.base import Decoded, DecodeError, Decoder
+from typing import Annotated
+
+from pydantic import Field
+
+from gateway.profiles.decoded import Decoded, DecodeError, Decoder, NotAReading
+from gateway.profiles.decoders.chirpstack import ChirpStackConfig
 from gateway.profiles.decoders.json_mapping import JsonMappingConfig
+from gateway.profiles.decoders.owntracks import OwnTracksConfig
+from gateway.profiles.decoders.tts import TheThingsStackConfig
 
-# With a second decoder this becomes Annotated[A | B, Field(discriminator="type")].
-DecoderConfig = JsonMappingConfig
+DecoderConfig = Annotated[
+    JsonMappingConfig | ChirpStackConfig | TheThingsStackConfig | OwnTracksConfig, Field(discriminator="type")
+]
 
-__all__ = ["DecodeError", "Decoded", "Decoder", "DecoderConfig"]
+__all__ = ["DecodeError", "Decoded", "Decoder", "DecoderConfig", "NotAReading"]

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.events import CANONICAL_FIELDS
-from gateway.profiles.decoders.base import Decoded, DecodeError
+from gateway.profiles.decoded import Decoded, DecodeError
 from gateway.profiles.decoders.timestamps import TimeFormat, TimestampError, parse_timestamp
 from gateway.profiles.decoders.units import UNITS
 
@@ -106,7 +106,10 @@ class JsonMappingDecoder:
         self._extra = [_CompiledField(n, s, "raw") for n, s in config.extra.items()]
 
     def decode(self, payload: bytes, topic_values: Mapping[str, str]) -> list[Decoded]:
-        document = parse_json_object(payload)
+        return [self.map_document(parse_json_object(payload))]
+
+    def map_document(self, document: Mapping[str, Any]) -> Decoded:
+        """Maps an already parsed JSON object (also used for network servers' decoded objects)."""
         values: dict[str, Any] = {}
         for compiled in self._fields:
             value = _lookup(document, compiled.path)
@@ -120,8 +123,8 @@ class JsonMappingDecoder:
             value = _lookup(document, compiled.path)
             if value is not None and value not in compiled.unknown:
                 extra[compiled.name] = value
-        return [Decoded(values=values, time=self._read_time(document), device_id=self._read_device(document),
-                        extra=extra)]
+        return Decoded(values=values, time=self._read_time(document), device_id=self._read_device(document),
+                       extra=extra)
 
     def _read_time(self, document: Mapping[str, Any]) -> Any:
         if self._time is None:

@@ -5,7 +5,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from gateway.profiles.decoders.base import DecodeError
+from gateway.profiles.decoded import DecodeError
 from gateway.profiles.decoders.json_mapping import JsonMappingConfig
 
 

@@ -12,8 +12,9 @@ def test_shipped_profiles_load_and_route() -> None:
     profiles = load_profiles(REPO / "device_profiles")
     assert {"truck", "container"} <= set(profiles.by_name)
     assert "trucks/+/telemetry" in profiles.subscriptions
-    routed = profiles.route("containers/C-7/telemetry")
-    assert routed is not None and routed[0].name == "container" and routed[1] == {"device_id": "C-7"}
+    route = profiles.route("containers/C-7/telemetry")
+    assert route is not None and route.choose(None).name == "container"  # type: ignore[union-attr]
+    assert route.values == {"device_id": "C-7"} and route.device_id == "C-7"
     assert profiles.route("containers/C-7") is None
 
 
@@ -43,10 +44,21 @@ def test_bad_profiles_are_refused_with_the_file_and_reason(tmp_path: Path, text:
     assert str(path) in str(caught.value) and message in str(caught.value)
 
 
-def test_two_profiles_on_one_topic_are_refused(tmp_path: Path) -> None:
+def test_profiles_sharing_a_topic_are_chosen_by_the_registered_device(tmp_path: Path) -> None:
     write(tmp_path, "a", GOOD)
     write(tmp_path, "b", GOOD)
-    with pytest.raises(ProfileError, match="same topic filter"):
+    profiles = load_profiles(tmp_path)
+    assert profiles.subscriptions == ["t/+"]
+    route = profiles.route("t/1")
+    assert route is not None and [p.name for p in route.candidates] == ["a", "b"]
+    assert route.choose("b").name == "b"  # type: ignore[union-attr]
+    assert route.choose(None) is None and route.choose("c") is None
+
+
+def test_profiles_sharing_a_topic_must_build_the_same_device_id(tmp_path: Path) -> None:
+    write(tmp_path, "a", "kind: x\ntopic: o/{user}/{dev}\ndevice_id: '{user}/{dev}'\ndecoder: {type: json_mapping}\n")
+    write(tmp_path, "b", "kind: x\ntopic: o/{user}/{dev}\ndevice_id: '{dev}'\ndecoder: {type: json_mapping}\n")
+    with pytest.raises(ProfileError, match="build the device id differently"):
         load_profiles(tmp_path)
 
 
@@ -54,5 +66,5 @@ def test_the_more_literal_pattern_wins(tmp_path: Path) -> None:
     write(tmp_path, "generic", "kind: x\ntopic: t/{device_id}/#\ndecoder: {type: json_mapping}\n")
     write(tmp_path, "specific", "kind: x\ntopic: t/{device_id}/status\ndecoder: {type: json_mapping}\n")
     profiles = load_profiles(tmp_path)
-    assert profiles.route("t/1/status")[0].name == "specific"  # type: ignore[index]
-    assert profiles.route("t/1/other")[0].name == "generic"  # type: ignore[index]
+    assert profiles.route("t/1/status").choose(None).name == "specific"  # type: ignore[union-attr]
+    assert profiles.route("t/1/other").choose(None).name == "generic"  # type: ignore[union-attr]

@@ -17,9 +17,12 @@ def test_placeholder_becomes_a_single_level_wildcard() -> None:
 def test_several_placeholders_and_a_multi_level_tail() -> None:
     pattern = TopicPattern.parse("application/{application_id}/device/{device_id}/event/#")
     assert pattern.subscription == "application/+/device/+/event/#"
-    assert pattern.match(["application", "7", "device", "0102", "event", "up"]) == {
-        "application_id": "7", "device_id": "0102"}
-    assert pattern.match(["application", "7", "device", "0102", "event"]) is None
+    assert pattern.match(["application", "7", "device", "0102", "event", "up", "x"]) == {
+        "application_id": "7", "device_id": "0102", "#": "up/x"}
+    # as in MQTT, `event/#` also matches `event` itself
+    assert pattern.match(["application", "7", "device", "0102", "event"]) == {
+        "application_id": "7", "device_id": "0102", "#": ""}
+    assert pattern.match(["application", "7", "device", "0102"]) is None
 
 
 @pytest.mark.parametrize("bad", ["trucks/+/telemetry", "trucks/{id}/telemetry", "trucks/x{device_id}/t",

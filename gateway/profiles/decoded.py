@@ -1,4 +1,4 @@
-"""What every decoder returns and raises."""
+"""What every decoder and codec returns and raises (outside both packages, which import it)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ class DecodeError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class NotAReading(Exception):
+    """A recognised message that carries no reading (a join, an ack, a waypoint…): counted by `kind`,
+    acknowledged, and not stored."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 class Decoder(Protocol):
