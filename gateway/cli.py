@@ -79,6 +79,34 @@ def devices_import(
     typer.echo(f"{count} devices imported from {file}")
 
 
+@devices_app.command("fiware")
+def devices_fiware(
+    device_ids: Annotated[list[str] | None, typer.Argument(help="devices to export (default: all)")] = None,
+) -> None:
+    """Print devices' latest state as FIWARE NGSI-LD entities (WasteContainer, Vehicle), a JSON array."""
+    import json
+
+    import psycopg
+
+    from gateway.fiware import LocationUnknownError, device_entity
+    from gateway.store.devices import devices_by_id
+    from gateway.store.telemetry import latest_readings
+
+    settings = Settings()
+    with psycopg.connect(settings.database_url) as conn:
+        devices = devices_by_id(conn, device_ids)
+        latest = latest_readings(conn, device_ids)
+    entities, skipped = [], []
+    for device in devices:
+        try:
+            entities.append(device_entity(device, latest.get(device.device_id)))
+        except (LocationUnknownError, ValueError) as exc:
+            skipped.append(f"{device.device_id}: {exc}")
+    typer.echo(json.dumps(entities, indent=2, ensure_ascii=False))
+    for line in skipped:
+        typer.echo(f"not exported: {line}", err=True)
+
+
 @profiles_app.command("check")
 def profiles_check(
     directory: Annotated[Path | None, typer.Argument(help="profiles directory (default: the setting)")] = None,

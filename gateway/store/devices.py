@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
@@ -15,13 +16,20 @@ from gateway.devices import Device
 from gateway.store.queries import query
 
 
+def _device(row: tuple[Any, ...]) -> Device:
+    device_id, profile, kind, name, lat, lon, attributes, last_f_cnt = row
+    return Device(device_id, profile, kind, name, lat, lon, MappingProxyType(attributes or {}), last_f_cnt)
+
+
 async def load_devices(conn: AsyncConnection) -> list[Device]:
     async with conn.cursor() as cur:
         await cur.execute(query("all_devices"))
-        return [
-            Device(device_id, profile, kind, name, lat, lon, MappingProxyType(attributes or {}), last_f_cnt)
-            for device_id, profile, kind, name, lat, lon, attributes, last_f_cnt in await cur.fetchall()
-        ]
+        return [_device(row) for row in await cur.fetchall()]
+
+
+def devices_by_id(conn: psycopg.Connection[Any], device_ids: Sequence[str] | None = None) -> list[Device]:
+    rows = conn.execute(query("devices_by_id"), {"device_ids": list(device_ids) if device_ids else None})
+    return [_device(row) for row in rows.fetchall()]
 
 
 @dataclass(slots=True)

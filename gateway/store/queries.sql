@@ -70,3 +70,16 @@ SELECT remove_retention_policy('telemetry', if_exists => true),
 
 -- name: timescale_remove_retention_policy
 SELECT remove_retention_policy('telemetry', if_exists => true);
+
+-- name: latest_readings
+-- The newest row of each device (the primary key serves it: an index scan per device).
+SELECT t.* FROM devices d
+CROSS JOIN LATERAL (
+    SELECT * FROM telemetry WHERE telemetry.device_id = d.device_id ORDER BY time DESC LIMIT 1
+) t
+WHERE %(device_ids)s::text[] IS NULL OR d.device_id = ANY(%(device_ids)s::text[]);
+
+-- name: devices_by_id
+SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt FROM devices
+WHERE %(device_ids)s::text[] IS NULL OR device_id = ANY(%(device_ids)s::text[])
+ORDER BY device_id;

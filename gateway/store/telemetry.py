@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import MappingProxyType
+from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from gateway.events import Reading
@@ -33,3 +37,16 @@ async def insert_readings(conn: AsyncConnection, readings: Sequence[Reading]) ->
                 ))
         await cur.execute(query("insert_telemetry_from_staging"))
         return cur.rowcount
+
+
+def reading_from_row(row: dict[str, Any]) -> Reading:
+    values = dict(row)
+    values["message_key"] = bytes(values["message_key"])
+    values["extra"] = MappingProxyType(values["extra"] or {})
+    return Reading(**values)
+
+
+def latest_readings(conn: psycopg.Connection[Any], device_ids: Sequence[str] | None = None) -> dict[str, Reading]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query("latest_readings"), {"device_ids": list(device_ids) if device_ids else None})
+        return {row["device_id"]: reading_from_row(row) for row in cur.fetchall()}

@@ -114,3 +114,28 @@ def test_every_bad_input_lands_in_the_dead_letter_with_its_reason(settings: Sett
         assert size == len(sent)
         assert bytes(payload) == sent[: 64 * 1024], reason
         assert detail, f"{reason} has no detail"
+
+
+def test_fiware_export_of_stored_state(settings: Settings) -> None:
+    import_test_devices(settings.database_url)
+    messages = [
+        ("containers/C-0001/telemetry", json.dumps({"ts": now_iso(-60), "distance_mm": 400, "temperature_c": 71.0})),
+        ("trucks/T9/telemetry", json.dumps({"ts": now_iso(-30), "lat": 41.39, "lon": 2.16, "speed_kmh": 12.0})),
+    ]
+    with running_gateway(settings):
+        publish(settings.mqtt_url, messages)
+        wait_until(lambda: scalar(settings.database_url, "SELECT count(*) FROM telemetry") == 2)
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    result = CliRunner().invoke(app, ["devices", "fiware"], env={"WASTEGATE_DATABASE_URL": settings.database_url})
+    assert result.exit_code == 0, result.output
+    entities = {e["id"]: e for e in json.loads(result.stdout)}
+    burning = entities["urn:ngsi-ld:WasteContainer:C-0001"]
+    assert (burning["fillingLevel"], burning["status"], burning["temperature"]) == (0.75, "burning", 71.0)
+    assert burning["location"] == {"type": "Point", "coordinates": [2.1744, 41.4036]}
+    quiet = entities["urn:ngsi-ld:WasteContainer:C-0002"]
+    assert quiet["status"] == "unknown" and "fillingLevel" not in quiet
+    truck = entities["urn:ngsi-ld:Vehicle:T9"]
+    assert truck["type"] == "Vehicle" and truck["location"]["coordinates"] == [2.16, 41.39] and truck["speed"] == 12.0
