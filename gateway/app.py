@@ -14,17 +14,21 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway import metrics
 from gateway.api.app import create_api
+from gateway.catalogue import load_service_codes
 from gateway.devices import DeviceDirectory
 from gateway.frame_counters import FrameCounters
 from gateway.ingest import Ingestor
 from gateway.normalize import Normalizer
 from gateway.pipeline import Pipeline
 from gateway.profiles.loader import ProfileSet, load_profiles
+from gateway.rules.engine import RuleEngine
+from gateway.rules.loader import RuleFileError, files_signature, load_rules
 from gateway.settings import Settings
 from gateway.sources.mqtt import MqttSourceConfig
 from gateway.store.devices import load_devices
 from gateway.store.migrate import maintain_partitions
 from gateway.store.pool import open_pool
+from gateway.store.rule_state import load_rule_states
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +67,14 @@ class Gateway:
         self.settings = settings
         self.clock = clock
         self.profiles = load_profiles(settings.profiles_dir)
+        self.service_codes = load_service_codes(settings.services_file)
+        # Refused here, before anything starts, with every problem as file:line: reason.
+        self.rules = load_rules(settings.rules_dir, self.service_codes)
         self.devices = DeviceDirectory()
+        self.engine: RuleEngine | None = None
         self.source = source_config(settings, self.profiles).build()
         self.pipeline: Pipeline | None = None
+        self._refused_signature: tuple[tuple[str, int, int], ...] | None = None
 
     def readiness(self) -> dict[str, bool]:
         return {
@@ -86,19 +95,56 @@ class Gateway:
             )
             ingestor = Ingestor(self.profiles, normalizer, settings.max_payload_bytes, self.clock)
             kinds = {p.name: p.config.kind for p in self.profiles.profiles}
+            async with pool.connection() as conn:
+                stored_states = await load_rule_states(conn)
+            self.engine = RuleEngine(
+                self.rules, self.devices,
+                {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
+                stored_states, {d.device_id: d.last_seen for d in self.devices if d.last_seen is not None},
+            )
             self.pipeline = Pipeline(
-                self.source, ingestor, pool, kinds, settings.batch_max_size, settings.batch_max_age_ms / 1000
+                self.source, ingestor, pool, kinds, settings.batch_max_size, settings.batch_max_age_ms / 1000,
+                self.engine, self.clock,
             )
             await self.source.start()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.pipeline.run(stop))
                 tasks.create_task(self._every(settings.device_refresh_s, lambda: self._refresh_devices(pool), stop))
                 tasks.create_task(self._every(3600, lambda: asyncio.to_thread(self._maintain_partitions), stop))
+                tasks.create_task(self._every(settings.rules_reload_s, self.reload_rules_if_changed, stop))
+                tasks.create_task(self._every(settings.sweep_s, lambda: self._sweep(stop), stop))
                 if settings.api_enabled:
                     tasks.create_task(self._serve_api(stop))
         finally:
             await self.source.close()
             await pool.close()
+
+    def reload_rules_if_changed(self) -> bool:
+        """Swaps in edited rule files; a set that does not load is refused and the running rules stay."""
+        signature = files_signature(self.settings.rules_dir)
+        if signature == self.rules.signature or signature == self._refused_signature:
+            return False
+        try:
+            rules = load_rules(self.settings.rules_dir, self.service_codes)
+        except RuleFileError as exc:
+            self._refused_signature = signature
+            metrics.RULE_RELOADS.labels("refused").inc()
+            log.error("rule files refused, the running rules stay in force", extra={"problems": exc.problems})
+            return False
+        self.rules = rules
+        self._refused_signature = None
+        if self.engine is not None:
+            self.engine.replace_rules(rules)
+        metrics.RULE_RELOADS.labels("applied").inc()
+        log.warning("rule files reloaded: %d rules", len(rules.rules))
+        return True
+
+    async def _sweep(self, stop: asyncio.Event) -> None:
+        if self.engine is None or self.pipeline is None:
+            return
+        result = self.engine.sweep(self.clock())
+        if result:
+            await self.pipeline.commit_rule_output(result, stop)
 
     async def _refresh_devices(self, pool: AsyncConnectionPool) -> None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -18,6 +19,7 @@ class Device:
     lon: float | None = None
     attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     last_f_cnt: int | None = None  # LoRaWAN frame counter last stored
+    last_seen: datetime | None = None
 
 
 class DeviceDirectory:

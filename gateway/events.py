@@ -76,6 +76,29 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class Finding:
+    """What a rule concluded: open (or repeat) or resolve the incident of one cause (rule, subject)."""
+
+    rule_id: str
+    subject: str
+    action: str  # "open" | "resolve"
+    time: datetime
+    service_code: str
+    severity: str = "minor"
+    title: str = ""
+    description: str = ""
+    device_id: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+    data: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.rule_id}:{self.subject}"
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """A message that could not become a Reading, with the reason it goes to the dead letter."""
 

@@ -28,3 +28,11 @@ BROKER_DROPPED = Gauge(
     "The broker's own count of messages it dropped ($SYS/broker/publish/messages/dropped)",
 )
 DEVICES_KNOWN = Gauge("wastegate_devices_known", "Devices in the gateway's registry")
+RULE_EVALUATION_ERRORS = Counter("wastegate_rule_evaluation_errors_total", "Conditions that failed at run time")
+INCIDENTS_OPENED = Counter("wastegate_incidents_opened_total", "Incidents opened by rules", ["rule"])
+INCIDENTS_RESOLVED = Counter("wastegate_incidents_resolved_total", "Incidents resolved by rules", ["rule"])
+RULE_RELOADS = Counter("wastegate_rule_reloads_total", "Rule file reloads", ["outcome"])
+LATE_READINGS = Counter(
+    "wastegate_late_readings_total",
+    "Readings older than the last one evaluated for their device: stored, not evaluated",
+)

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -20,8 +21,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from gateway import metrics
 from gateway.events import RawMessage, Rejection
 from gateway.ingest import Ingestor, IngestResult
+from gateway.rules.engine import EngineResult, RuleEngine
 from gateway.sources.mqtt import MqttSource
 from gateway.store.batch import CommitStats, commit_batch
+from gateway.store.cases import CaseChanges
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,12 @@ class Pipeline:
         kinds_by_profile: Mapping[str, str],
         batch_max_size: int,
         batch_max_age_s: float,
+        engine: RuleEngine | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         shutdown_grace_s: float = 30.0,
     ) -> None:
+        self.engine = engine
+        self.clock = clock
         self.source = source
         self.ingestor = ingestor
         self.pool = pool
@@ -67,10 +74,12 @@ class Pipeline:
         metrics.MESSAGES_RECEIVED.inc(len(batch))
         metrics.BATCH_SIZE.observe(len(batch))
         result = self.ingestor.process(batch)
-        stats = await self._commit_with_retry(batch, result, stop)
+        rules = self.engine.evaluate(result.readings, self.clock()) if self.engine else None
+        stats = await self._commit_with_retry(batch, result, rules, stop)
         if stats is None:
             return  # gave up while stopping: unacknowledged, so the broker redelivers
         self.source.ack(batch)
+        count_case_changes(stats.cases)
         metrics.BATCHES.inc()
         metrics.READINGS_STORED.inc(stats.inserted)
         metrics.READINGS_DUPLICATE.inc(stats.duplicates)
@@ -79,15 +88,21 @@ class Pipeline:
         for kind, count in result.not_readings.items():
             metrics.NOT_READINGS.labels(kind).inc(count)
 
+    async def commit_rule_output(self, rules: EngineResult, stop: asyncio.Event) -> None:
+        """Findings of the periodic sweep, which come with no batch of messages."""
+        stats = await self._commit_with_retry([], IngestResult(), rules, stop)
+        if stats is not None:
+            count_case_changes(stats.cases)
+
     async def _commit_with_retry(
-        self, batch: list[RawMessage], result: IngestResult, stop: asyncio.Event
+        self, batch: list[RawMessage], result: IngestResult, rules: EngineResult | None, stop: asyncio.Event
     ) -> CommitStats | None:
         delay = 0.2
         give_up_at: float | None = None
         while True:
             started = time.perf_counter()
             try:
-                stats = await commit_batch(self.pool, result, self.kinds_by_profile)
+                stats = await commit_batch(self.pool, result, self.kinds_by_profile, rules)
             except _UNAVAILABLE as exc:
                 self.database_ok = False
                 metrics.COMMIT_FAILURES.inc()
@@ -96,7 +111,7 @@ class Pipeline:
                 log.error("database refused a batch, committing its messages one by one",
                           extra={"error": str(exc)})
                 try:
-                    return await self._commit_one_by_one(batch)
+                    return await self._commit_one_by_one(batch, rules)
                 except _UNAVAILABLE:
                     self.database_ok = False  # what was committed already is a no-op when retried
             else:
@@ -111,7 +126,7 @@ class Pipeline:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _commit_one_by_one(self, batch: list[RawMessage]) -> CommitStats:
+    async def _commit_one_by_one(self, batch: list[RawMessage], rules: EngineResult | None) -> CommitStats:
         inserted = duplicates = rejected = 0
         for message in batch:
             single = self.ingestor.process([message])
@@ -126,4 +141,14 @@ class Pipeline:
             inserted += stats.inserted
             duplicates += stats.duplicates
             rejected += stats.rejected
-        return CommitStats(inserted, duplicates, rejected)
+        cases = CaseChanges()
+        if rules:
+            cases = (await commit_batch(self.pool, IngestResult(), self.kinds_by_profile, rules)).cases
+        return CommitStats(inserted, duplicates, rejected, cases)
+
+
+def count_case_changes(cases: CaseChanges) -> None:
+    for rule_id in cases.opened:
+        metrics.INCIDENTS_OPENED.labels(rule_id).inc()
+    for rule_id in cases.resolved:
+        metrics.INCIDENTS_RESOLVED.labels(rule_id).inc()

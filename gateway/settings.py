@@ -30,6 +30,9 @@ class Settings(BaseSettings):
 
     profiles_dir: Path = Path("device_profiles")
     rules_dir: Path = Path("rules")
+    services_file: Path = Path("services.yaml")
+    rules_reload_s: float = Field(default=5.0, gt=0, description="how often rule files are checked for changes")
+    sweep_s: float = Field(default=60.0, gt=0, description="how often absence rules look for silent devices")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_enabled: bool = True

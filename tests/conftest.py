@@ -69,6 +69,8 @@ def settings(database_url: str, broker: Mosquitto, request: pytest.FixtureReques
         mqtt_url=broker.url,
         mqtt_client_id=f"wastegate-test-{request.node.name[:40]}",
         profiles_dir=REPO / "device_profiles",
+        rules_dir=REPO / "rules",
+        services_file=REPO / "services.yaml",
         api_enabled=False,
         batch_max_age_ms=50,
         _env_file=None,  # type: ignore[call-arg]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.ingest import IngestResult
+from gateway.rules.engine import EngineResult
+from gateway.store.cases import CaseChanges, apply_findings
 from gateway.store.dead_letter import insert_rejections
 from gateway.store.devices import DeviceSeen, touch_devices
+from gateway.store.rule_state import save_rule_states
 from gateway.store.telemetry import insert_readings
 
 
@@ -18,10 +21,12 @@ class CommitStats:
     inserted: int
     duplicates: int
     rejected: int
+    cases: CaseChanges = field(default_factory=CaseChanges)
 
 
 async def commit_batch(
-    pool: AsyncConnectionPool, result: IngestResult, kinds_by_profile: Mapping[str, str]
+    pool: AsyncConnectionPool, result: IngestResult, kinds_by_profile: Mapping[str, str],
+    rules: EngineResult | None = None,
 ) -> CommitStats:
     seen: dict[str, DeviceSeen] = {}
     for reading in result.readings:
@@ -38,4 +43,8 @@ async def commit_batch(
         inserted = await insert_readings(conn, result.readings)
         await insert_rejections(conn, result.rejections)
         await touch_devices(conn, seen.values())
-    return CommitStats(inserted, len(result.readings) - inserted, len(result.rejections))
+        cases = CaseChanges()
+        if rules:
+            cases = await apply_findings(conn, rules.findings)
+            await save_rule_states(conn, rules.states)
+    return CommitStats(inserted, len(result.readings) - inserted, len(result.rejections), cases)

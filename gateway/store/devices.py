@@ -17,8 +17,8 @@ from gateway.store.queries import query
 
 
 def _device(row: tuple[Any, ...]) -> Device:
-    device_id, profile, kind, name, lat, lon, attributes, last_f_cnt = row
-    return Device(device_id, profile, kind, name, lat, lon, MappingProxyType(attributes or {}), last_f_cnt)
+    device_id, profile, kind, name, lat, lon, attributes, last_f_cnt, last_seen = row
+    return Device(device_id, profile, kind, name, lat, lon, MappingProxyType(attributes or {}), last_f_cnt, last_seen)
 
 
 async def load_devices(conn: AsyncConnection) -> list[Device]:

@@ -35,7 +35,7 @@ ON CONFLICT (device_id) DO UPDATE
         last_f_cnt = COALESCE(EXCLUDED.last_f_cnt, d.last_f_cnt);
 
 -- name: all_devices
-SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt FROM devices;
+SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt, last_seen FROM devices;
 
 -- name: upsert_device
 INSERT INTO devices AS d (device_id, profile, kind, name, lat, lon, attributes)
@@ -80,6 +80,47 @@ CROSS JOIN LATERAL (
 WHERE %(device_ids)s::text[] IS NULL OR d.device_id = ANY(%(device_ids)s::text[]);
 
 -- name: devices_by_id
-SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt FROM devices
+SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt, last_seen FROM devices
 WHERE %(device_ids)s::text[] IS NULL OR device_id = ANY(%(device_ids)s::text[])
 ORDER BY device_id;
+
+-- name: open_device_incident
+-- Opens the incident of a (rule, subject), or counts one more occurrence of the open one. The partial
+-- unique index makes this safe between replicas. `created` tells which happened.
+INSERT INTO incidents AS i (source, service_code, severity, title, description, rule_id, device_id, subject,
+                            dedupe_key, lat, lon, address, first_seen_at, last_seen_at, attributes)
+VALUES ('device_rule', %(service_code)s, %(severity)s, %(title)s, %(description)s, %(rule_id)s, %(device_id)s,
+        %(subject)s, %(dedupe_key)s, %(lat)s, %(lon)s, %(address)s, %(time)s, %(time)s, %(attributes)s)
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status NOT IN ('resolved', 'closed')
+DO UPDATE SET occurrences = i.occurrences + 1,
+              last_seen_at = GREATEST(i.last_seen_at, EXCLUDED.last_seen_at),
+              updated_at = now()
+RETURNING id, (xmax = 0) AS created, severity;
+
+-- name: set_incident_severity
+UPDATE incidents SET severity = %(severity)s, updated_at = now() WHERE id = %(id)s;
+
+-- name: resolve_device_incident
+WITH target AS (
+    SELECT id, status FROM incidents
+    WHERE dedupe_key = %(dedupe_key)s AND status NOT IN ('resolved', 'closed')
+    FOR UPDATE
+)
+UPDATE incidents i
+SET status = 'resolved', resolved_at = %(time)s, last_seen_at = GREATEST(i.last_seen_at, %(time)s), updated_at = now()
+FROM target WHERE i.id = target.id
+RETURNING i.id, target.status;
+
+-- name: insert_incident_event
+INSERT INTO incident_events (incident_id, kind, actor, from_status, to_status, note, data)
+VALUES (%(incident_id)s, %(kind)s, %(actor)s, %(from_status)s, %(to_status)s, %(note)s, %(data)s);
+
+-- name: upsert_rule_state
+INSERT INTO rule_state (rule_id, subject, state, updated_at) VALUES (%s, %s, %s, now())
+ON CONFLICT (rule_id, subject) DO UPDATE SET state = EXCLUDED.state, updated_at = now();
+
+-- name: delete_rule_state
+DELETE FROM rule_state WHERE rule_id = %s AND subject = %s;
+
+-- name: all_rule_state
+SELECT rule_id, subject, state FROM rule_state;

@@ -1,0 +1,75 @@
+"""`absence`: a device silent longer than it should be. Checked by the engine's periodic sweep against the
+injected clock; resolved by the device's next reading.
+
+The expected interval is the device's `expected_interval_s` attribute, else its profile's default;
+silence beyond `missed_reports` intervals (or a fixed `after`) opens the incident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from gateway.events import Reading
+from gateway.rules.durations import Duration
+from gateway.rules.model import Outcome, RuleBase, RuleConfigBase, cooling_down
+
+
+class AbsenceConfig(RuleConfigBase):
+    kind: Literal["absence"]
+    missed_reports: float = Field(default=3.0, gt=0)
+    after: Duration | None = None
+
+    def build(self, zones: object) -> AbsenceRule:
+        return AbsenceRule(self)
+
+
+class AbsenceRule(RuleBase):
+    kind = "absence"
+    sweeps = True
+
+    def __init__(self, config: AbsenceConfig) -> None:
+        super().__init__(config)
+        self.missed_reports = config.missed_reports
+        self.after_s = config.after.total_seconds() if config.after else None
+
+    def silence_allowed_s(self, device: Mapping[str, Any], profile_interval_s: float | None) -> float | None:
+        if self.after_s is not None:
+            return self.after_s
+        interval = device.get("expected_interval_s", profile_interval_s)
+        if not isinstance(interval, int | float) or interval <= 0:
+            return None
+        return float(interval) * self.missed_reports
+
+    def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
+                 now: datetime) -> Outcome:
+        if not (state or {}).get("active"):
+            return Outcome(state)
+        t = reading.time.timestamp()
+        return Outcome({"resolved_at": t}, [self.finding("resolve", reading.device_id, reading.time, context,
+                                                         data={"reported_at": reading.time.isoformat()})])
+
+    def sweep(self, device: Mapping[str, Any], last_seen: datetime | None, profile_interval_s: float | None,
+              state: Mapping[str, Any] | None, now: datetime) -> Outcome:
+        allowed = self.silence_allowed_s(device, profile_interval_s)
+        if last_seen is None or allowed is None or (state or {}).get("active"):
+            return Outcome(state)
+        silent_s = (now - last_seen).total_seconds()
+        if silent_s <= allowed or cooling_down(state, self.incident.cooldown, now.timestamp()):
+            return Outcome(state)
+        context = {"device": device, "device_id": device.get("id"), "silent_for": _human(silent_s),
+                   "last_seen": last_seen.isoformat()}
+        return Outcome({**(state or {}), "active": True}, [self.finding(
+            "open", str(device.get("id")), now, context,
+            data={"last_seen": last_seen.isoformat(), "silent_s": round(silent_s)})])
+
+
+def _human(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min"

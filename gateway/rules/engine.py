@@ -1,0 +1,118 @@
+"""Runs the rules: readings in device-time order per device, the periodic sweep, and the rules' state.
+
+Late data policy: a reading older than the last one a rule has evaluated for its device is stored but
+not evaluated by that rule (counted in `wastegate_late_readings_total`), so it can never flip a state
+backwards. The state of each (rule, device) is kept in memory and written, when it changes, in the same
+transaction as the batch that changed it (table `rule_state`), with the device time it was evaluated at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway import metrics
+from gateway.devices import Device, DeviceDirectory
+from gateway.events import Finding, Reading
+from gateway.rules.absence import AbsenceRule
+from gateway.rules.loader import RuleSet
+from gateway.rules.model import RuleBase, device_context, reading_context
+
+StateKey = tuple[str, str]  # (rule id, device id)
+
+
+@dataclass
+class EngineResult:
+    findings: list[Finding] = field(default_factory=list)
+    # what to store in `rule_state`: {"s": state, "t": device time evaluated}, or None to delete
+    states: dict[StateKey, dict[str, Any] | None] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.findings or self.states)
+
+
+class RuleEngine:
+    def __init__(
+        self,
+        rules: RuleSet,
+        devices: DeviceDirectory,
+        profile_intervals: Mapping[str, float | None],
+        stored_states: Iterable[tuple[str, str, Mapping[str, Any]]] = (),
+        last_seen: Mapping[str, datetime] | None = None,
+    ) -> None:
+        self.rules = rules
+        self.devices = devices
+        self.profile_intervals = dict(profile_intervals)
+        self.states: dict[StateKey, Mapping[str, Any] | None] = {}
+        self.evaluated_at: dict[StateKey, float] = {}
+        for rule_id, device_id, stored in stored_states:
+            self.states[(rule_id, device_id)] = stored.get("s")
+            if isinstance(stored.get("t"), int | float):
+                self.evaluated_at[(rule_id, device_id)] = float(stored["t"])
+        self.last_seen: dict[str, datetime] = dict(last_seen or {})
+        self._selection: dict[tuple[str, str], tuple[Device | None, list[RuleBase]]] = {}
+
+    def replace_rules(self, rules: RuleSet) -> None:
+        """A reloaded rule set: rules that kept their id keep their state."""
+        self.rules = rules
+        self._selection.clear()
+
+    def rules_for(self, device: Device | None, device_id: str, profile: str) -> list[RuleBase]:
+        cached = self._selection.get((device_id, profile))
+        if cached is not None and cached[0] is device:
+            return cached[1]
+        chosen = [rule for rule in self.rules.rules if rule.applies_to(device, device_id, profile)]
+        self._selection[(device_id, profile)] = (device, chosen)
+        return chosen
+
+    def evaluate(self, readings: Sequence[Reading], now: datetime) -> EngineResult:
+        result = EngineResult()
+        for reading in sorted(readings, key=lambda r: (r.device_id, r.time)):
+            seen = self.last_seen.get(reading.device_id)
+            if seen is None or reading.received_at > seen:
+                self.last_seen[reading.device_id] = reading.received_at
+            device = self.devices.get(reading.device_id)
+            rules = self.rules_for(device, reading.device_id, reading.profile)
+            if not rules:
+                continue
+            context = reading_context(reading, device)
+            t = reading.time.timestamp()
+            late = False
+            for rule in rules:
+                key = (rule.id, reading.device_id)
+                if t < self.evaluated_at.get(key, float("-inf")):
+                    late = True
+                    continue
+                before = self.states.get(key)
+                outcome = rule.evaluate(reading, context, before, now)
+                self.evaluated_at[key] = t
+                result.findings.extend(outcome.findings)
+                if outcome.state != before:
+                    self._store(result, key, outcome.state, t)
+            if late:
+                metrics.LATE_READINGS.inc()
+        return result
+
+    def sweep(self, now: datetime) -> EngineResult:
+        result = EngineResult()
+        sweeping = [rule for rule in self.rules.rules if isinstance(rule, AbsenceRule)]
+        if not sweeping:
+            return result
+        for device in self.devices:
+            for rule in sweeping:
+                if not rule.applies_to(device, device.device_id, device.profile):
+                    continue
+                key = (rule.id, device.device_id)
+                before = self.states.get(key)
+                outcome = rule.sweep(device_context(device, device.device_id), self.last_seen.get(device.device_id),
+                                     self.profile_intervals.get(device.profile), before, now)
+                result.findings.extend(outcome.findings)
+                if outcome.state != before:
+                    self._store(result, key, outcome.state, self.evaluated_at.get(key, now.timestamp()))
+        return result
+
+    def _store(self, result: EngineResult, key: StateKey, state: Mapping[str, Any] | None, t: float) -> None:
+        self.states[key] = state
+        result.states[key] = None if state is None else {"s": dict(state), "t": t}

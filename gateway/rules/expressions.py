@@ -1,0 +1,54 @@
+"""Conditions in CEL (Common Expression Language), compiled once when the rule file is loaded.
+
+A condition over a field the reading does not carry cannot be decided: `evaluate` returns None, and the
+rule leaves its state as it was (a battery-only message must not clear a "container full" incident).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import cel
+
+from gateway import metrics
+
+log = logging.getLogger(__name__)
+
+
+class ConditionError(ValueError):
+    pass
+
+
+class Condition:
+    __slots__ = ("_program", "_variables", "source")
+
+    def __init__(self, source: str, known_variables: frozenset[str]) -> None:
+        self.source = source
+        try:
+            self._program = cel.compile(source)
+        except ValueError as exc:
+            raise ConditionError(f"CEL syntax error in {source!r}: {str(exc).splitlines()[0]}") from None
+        variables = set(self._program.variables())
+        unknown = variables - known_variables
+        if unknown:
+            known = ", ".join(sorted(known_variables))
+            raise ConditionError(f"{source!r} uses {', '.join(sorted(unknown))}, which is not one of: {known}")
+        self._variables = tuple(variables)
+
+    def evaluate(self, context: Mapping[str, Any]) -> bool | None:
+        """True or False, or None when a value it needs is missing or the expression fails at run time."""
+        for name in self._variables:
+            if context.get(name) is None:
+                return None
+        try:
+            result = self._program.execute(dict(context))
+        except (RuntimeError, ValueError, TypeError) as exc:
+            metrics.RULE_EVALUATION_ERRORS.inc()
+            log.debug("condition %r could not be evaluated: %s", self.source, exc)
+            return None
+        if not isinstance(result, bool):
+            metrics.RULE_EVALUATION_ERRORS.inc()
+            return None
+        return result

@@ -1,0 +1,224 @@
+"""`geofence`: positions against zones, with minimum inside/outside durations so GPS jitter at a boundary
+does not flap.
+
+Modes: `enter` and `exit` (a confirmed crossing opens an incident per device and zone), `inside` (open
+while the device is confirmed inside a zone and the optional `condition` has held `condition_for`, e.g.
+overspeed in school zones), `outside` (open while confirmed outside every selected zone, e.g. a truck
+outside its service area), `dwell` (inside one zone longer than `dwell`).
+
+A crossing is confirmed when the new side has been seen continuously for `min_inside` / `min_outside`
+(device time). A device first seen inside a zone is inside, but has not "entered" it. Positions flagged
+`position_inaccurate` are ignored.
+
+State per device: `z` = per zone (or `*` for "any zone" in outside mode) the confirmed side `in`, a
+pending side `cand` since `cs`, and `entered`; `on` = per incident subject, whether it is open, and
+`cond` the time a condition started holding; `resolved` = when each subject was last resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.events import Reading
+from gateway.rules.durations import Duration
+from gateway.rules.expressions import Condition
+from gateway.rules.model import READING_VARIABLES, Outcome, RuleBase, RuleConfigBase
+from gateway.rules.zones import Zone, ZoneIndex
+
+ANY_ZONE = "*"
+
+
+class ZoneSelection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: tuple[str, ...] = Field(min_length=1, description="file stems of rules/zones/*.geojson")
+    # CEL over `zone` and `device`: which of the layers' zones count for a device (e.g. its own area).
+    where: str | None = None
+
+
+class GeofenceConfig(RuleConfigBase):
+    kind: Literal["geofence"]
+    mode: Literal["enter", "exit", "inside", "outside", "dwell"]
+    zones: ZoneSelection
+    min_inside: Duration = timedelta(0)
+    min_outside: Duration = timedelta(0)
+    condition: str | None = None
+    condition_for: Duration = timedelta(0)
+    dwell: Duration | None = None
+
+    @model_validator(mode="after")
+    def _mode_parameters(self) -> GeofenceConfig:
+        if (self.mode == "dwell") != (self.dwell is not None):
+            raise ValueError("`dwell` is required by mode dwell and only used by it")
+        if self.condition and self.mode == "outside":
+            raise ValueError("mode outside has no zone to evaluate a condition in")
+        return self
+
+    def build(self, zones: Mapping[str, list[Zone]]) -> GeofenceRule:
+        missing = [layer for layer in self.zones.layers if layer not in zones]
+        if missing:
+            raise ValueError(f"zone layer(s) {', '.join(missing)} not found in rules/zones/ "
+                             f"(have: {', '.join(sorted(zones)) or 'none'})")
+        return GeofenceRule(self, [zone for layer in self.zones.layers for zone in zones[layer]])
+
+
+class GeofenceRule(RuleBase):
+    kind = "geofence"
+
+    def __init__(self, config: GeofenceConfig, zones: list[Zone]) -> None:
+        super().__init__(config)
+        self.mode = config.mode
+        self.index = ZoneIndex(zones)
+        self.min_in = config.min_inside.total_seconds()
+        self.min_out = config.min_outside.total_seconds()
+        self.condition = Condition(config.condition, READING_VARIABLES | {"zone"}) if config.condition else None
+        self.condition_for = config.condition_for.total_seconds()
+        self.dwell_s = config.dwell.total_seconds() if config.dwell else 0.0
+        self.zone_filter = (Condition(config.zones.where, frozenset({"zone", "device"}))
+                            if config.zones.where else None)
+        self._allowed: dict[tuple[str, int], frozenset[str]] = {}
+
+    def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
+                 now: datetime) -> Outcome:
+        if reading.lat is None or reading.lon is None or reading.extra.get("position_inaccurate"):
+            return Outcome(state)
+        t = reading.time.timestamp()
+        allowed = self._zones_for(context["device"])
+        inside = {z.id for z in self.index.containing(reading.lon, reading.lat) if z.id in allowed}
+        current = _copy(state)
+        sides: dict[str, dict[str, Any]] = current["z"]
+        keys = [ANY_ZONE] if self.mode == "outside" else sorted(inside | set(sides))
+        crossings = []
+        for key in keys:
+            raw = bool(inside) if key == ANY_ZONE else key in inside
+            entry = sides.setdefault(key, {"in": None})
+            before = entry.get("in")
+            if before == raw:
+                entry.pop("cand", None)
+                entry.pop("cs", None)
+            else:
+                if entry.get("cand") != raw:
+                    entry["cand"], entry["cs"] = raw, t
+                if t - entry["cs"] >= (self.min_in if raw else self.min_out):
+                    entry["in"] = raw
+                    entry.pop("cand", None)
+                    entry.pop("cs", None)
+                    if raw:
+                        entry["entered"] = t
+                    else:
+                        entry.pop("entered", None)
+                    crossings.append((key, before, raw))
+        findings = self._decide(reading, context, current, crossings, t)
+        # Forget zones the device is confirmed outside of, with nothing pending or open: the state stays
+        # the size of what the device is near, not of the zone set.
+        for key in [k for k, e in sides.items() if e == {"in": False} and k != ANY_ZONE
+                    and f"{reading.device_id}:{k}" not in current["on"]]:
+            del sides[key]
+        return Outcome(current, findings)
+
+    def _decide(self, reading: Reading, context: Mapping[str, Any], state: dict[str, Any],
+                crossings: list[tuple[str, bool | None, bool]], t: float) -> list[Any]:
+        findings = []
+        device_id = reading.device_id
+        sides = state["z"]
+        if self.mode == "outside":
+            confirmed = sides[ANY_ZONE].get("in")
+            subject = device_id
+            if confirmed is False:
+                findings += self._open(subject, reading, context, state, t, None)
+            elif confirmed is True:
+                findings += self._resolve(subject, reading, context, state, t)
+            return findings
+        for key, before, after in crossings:
+            zone = self.index.by_id.get(key)
+            subject = f"{device_id}:{key}"
+            entered = before is False and after
+            left = before is True and not after
+            if (self.mode == "enter" and entered and self._holds(context, zone) is not False) or (
+                    self.mode == "exit" and left):
+                findings += self._open(subject, reading, context, state, t, zone)
+            elif after == (self.mode == "exit"):
+                # back to the side where the cause does not hold: out of the zone, or (exit) in again
+                findings += self._resolve(subject, reading, context, state, t, zone)
+        if self.mode in ("inside", "dwell"):
+            for key, entry in sides.items():
+                if not entry.get("in"):
+                    continue
+                zone = self.index.by_id.get(key)
+                subject = f"{device_id}:{key}"
+                if self.mode == "dwell":
+                    if t - entry.get("entered", t) >= self.dwell_s:
+                        findings += self._open(subject, reading, context, state, t, zone)
+                    continue
+                holds = self._holds(context, zone)
+                if holds is None:
+                    continue
+                conditions = state["cond"]
+                if holds:
+                    started = conditions.setdefault(subject, t)
+                    if t - started >= self.condition_for:
+                        findings += self._open(subject, reading, context, state, t, zone)
+                else:
+                    conditions.pop(subject, None)
+                    findings += self._resolve(subject, reading, context, state, t, zone)
+        return findings
+
+    def _holds(self, context: Mapping[str, Any], zone: Zone | None) -> bool | None:
+        if self.condition is None:
+            return True
+        return self.condition.evaluate({**context, "zone": zone.context() if zone else {}})
+
+    def _open(self, subject: str, reading: Reading, context: Mapping[str, Any], state: dict[str, Any], t: float,
+              zone: Zone | None) -> list[Any]:
+        if subject in state["on"]:
+            return []
+        resolved_at = state["resolved"].get(subject)
+        if resolved_at is not None and t - resolved_at < self.incident.cooldown.total_seconds():
+            return []
+        state["on"][subject] = True
+        return [self._finding("open", subject, reading, context, zone)]
+
+    def _resolve(self, subject: str, reading: Reading, context: Mapping[str, Any], state: dict[str, Any], t: float,
+                 zone: Zone | None = None) -> list[Any]:
+        if state["on"].pop(subject, None) is None:
+            return []
+        state["cond"].pop(subject, None)
+        state["resolved"][subject] = t
+        if not self.incident.auto_resolve:
+            return []
+        return [self._finding("resolve", subject, reading, context, zone)]
+
+    def _finding(self, action: str, subject: str, reading: Reading, context: Mapping[str, Any],
+                 zone: Zone | None) -> Any:
+        zone_context = zone.context() if zone else {}
+        full = {**context, "zone": zone_context}
+        data: dict[str, Any] = {"zone": zone.id, "zone_name": zone.name} if zone else {}
+        if reading.speed_kmh is not None:
+            data["speed_kmh"] = reading.speed_kmh
+        return self.finding(action, subject, reading.time, full, device_id=reading.device_id,
+                            lat=reading.lat, lon=reading.lon, data=data)
+
+    def _zones_for(self, device: Mapping[str, Any]) -> frozenset[str]:
+        if self.zone_filter is None:
+            return frozenset(self.index.by_id)
+        key = (str(device.get("id")), hash(repr(sorted(device.items(), key=lambda kv: kv[0]))))
+        allowed = self._allowed.get(key)
+        if allowed is None:
+            allowed = frozenset(z.id for z in self.index.zones
+                                if self.zone_filter.evaluate({"zone": z.context(), "device": device}))
+            self._allowed[key] = allowed
+        return allowed
+
+
+def _copy(state: Mapping[str, Any] | None) -> dict[str, Any]:
+    state = state or {}
+    return {
+        "z": {key: dict(entry) for key, entry in state.get("z", {}).items()},
+        "on": dict(state.get("on", {})),
+        "cond": dict(state.get("cond", {})),
+        "resolved": dict(state.get("resolved", {})),
+    }

@@ -1,0 +1,155 @@
+"""Reads `rules/*.yaml` and `rules/zones/*.geojson` into a RuleSet, or refuses with every problem as
+`file:line: rule: field: reason`. A file holds a list of rules, or a mapping with a `rules:` list."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from gateway.rules import RuleConfig
+from gateway.rules.expressions import ConditionError
+from gateway.rules.model import RuleBase
+from gateway.rules.zones import ZoneError, load_zones
+
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(RuleConfig)
+
+
+class RuleFileError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[RuleBase, ...]
+    signature: tuple[tuple[str, int, int], ...]
+
+    @property
+    def by_id(self) -> dict[str, RuleBase]:
+        return {rule.id: rule for rule in self.rules}
+
+
+def files_signature(rules_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a rule or zone file is edited, added or removed."""
+    paths = sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("zones/*.geojson")]) if rules_dir.is_dir() else []
+    signature = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        signature.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(signature)
+
+
+def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None) -> RuleSet:
+    signature = files_signature(rules_dir)
+    problems: list[str] = []
+    try:
+        zones = load_zones(rules_dir / "zones")
+    except ZoneError as exc:
+        raise RuleFileError([str(exc)]) from exc
+    codes = frozenset(service_codes) if service_codes is not None else None
+    rules: list[RuleBase] = []
+    where_defined: dict[str, str] = {}
+    for path in sorted(rules_dir.glob("*.yaml")) if rules_dir.is_dir() else []:
+        for line, item in _rule_nodes(path, problems):
+            rule_id = item.get("id", "?") if isinstance(item, dict) else "?"
+            try:
+                config = _ADAPTER.validate_python(item)
+            except ValidationError as exc:
+                problems.extend(f"{path}:{_line(line, item, error['loc'])}: rule {rule_id}: "
+                                f"{_where(error['loc'])}{error['msg']}" for error in exc.errors())
+                continue
+            if config.id in where_defined:
+                problems.append(f"{path}:{line[0]}: rule {config.id}: id already used at {where_defined[config.id]}")
+                continue
+            where_defined[config.id] = f"{path}:{line[0]}"
+            if codes is not None and config.incident.service_code not in codes:
+                problems.append(f"{path}:{line[0]}: rule {config.id}: service_code {config.incident.service_code!r} "
+                                "is not in the service catalogue")
+                continue
+            try:
+                rule = config.build(zones)
+            except (ConditionError, ValueError) as exc:
+                problems.append(f"{path}:{line[0]}: rule {config.id}: {exc}")
+                continue
+            if config.enabled:
+                rules.append(rule)
+    if problems:
+        raise RuleFileError(problems)
+    return RuleSet(tuple(rules), signature)
+
+
+# line numbers of a rule: its first line, and the line of each key path inside it
+_Lines = tuple[int, dict[tuple[Any, ...], int]]
+
+
+def _rule_nodes(path: Path, problems: list[str]) -> list[tuple[_Lines, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError) as exc:
+        problems.append(f"{path}: {exc}")
+        return []
+    if root is None:
+        return []
+    if isinstance(root, yaml.MappingNode):
+        listed = [value for key, value in root.value if key.value == "rules"]
+        others = [key.value for key, _ in root.value if key.value not in ("rules",)]
+        if others:
+            problems.append(f"{path}:{root.start_mark.line + 1}: unknown top-level key(s): {', '.join(others)}")
+        if not listed:
+            problems.append(f"{path}:{root.start_mark.line + 1}: expected a list of rules or a 'rules:' key")
+            return []
+        root = listed[0]
+    if not isinstance(root, yaml.SequenceNode):
+        problems.append(f"{path}:{root.start_mark.line + 1}: expected a list of rules")
+        return []
+    found = []
+    for node in root.value:
+        item = yaml.SafeLoader(io.StringIO()).construct_document(node)
+        found.append(((node.start_mark.line + 1, _key_lines(node, ())), item))
+    return found
+
+
+def _key_lines(node: yaml.Node, prefix: tuple[Any, ...]) -> dict[tuple[Any, ...], int]:
+    lines: dict[tuple[Any, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, key.value)
+            lines[path] = key.start_mark.line + 1
+            lines.update(_key_lines(value, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            path = (*prefix, index)
+            lines[path] = value.start_mark.line + 1
+            lines.update(_key_lines(value, path))
+    return lines
+
+
+def _line(lines: _Lines, item: Any, loc: Sequence[Any]) -> int:
+    start, by_path = lines
+    # A discriminated union puts the kind in the location: drop what is not a key of the document.
+    path = tuple(part for part in loc if not (isinstance(item, dict) and part == item.get("kind") and part
+                                              not in item))
+    path = tuple("for" if part == "for_" else part for part in path)
+    while path:
+        if path in by_path:
+            return by_path[path]
+        path = path[:-1]
+    return start
+
+
+def _where(loc: Sequence[Any]) -> str:
+    parts = [str(part) for part in loc if isinstance(part, str | int)]
+    kinds = {"threshold", "geofence", "absence"}
+    parts = [("for" if p == "for_" else p) for p in parts if p not in kinds]
+    return f"{'.'.join(parts)}: " if parts else ""

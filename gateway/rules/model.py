@@ -1,0 +1,140 @@
+"""What every rule has, whatever its kind: an id, what it applies to, and the incident it produces."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.devices import Device
+from gateway.events import CANONICAL_FIELDS, Finding, Reading
+from gateway.rules.durations import Duration
+from gateway.rules.expressions import Condition
+from gateway.rules.templates import render
+
+Severity = Literal["info", "minor", "major", "critical"]
+# The names a condition may use: the reading's canonical fields, `extra`, `device`, and (geofence) `zone`.
+READING_VARIABLES = frozenset({*CANONICAL_FIELDS, "extra", "device"})
+DEVICE_VARIABLES = frozenset({"device"})
+
+
+class AppliesTo(BaseModel):
+    """Which devices a rule watches; every given criterion must match."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profiles: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    where: str | None = Field(default=None, description="CEL over `device` (its attributes, kind, profile…)")
+
+
+class IncidentSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service_code: str = Field(min_length=1)
+    severity: Severity = "minor"
+    title: str = Field(min_length=1)
+    description: str = ""
+    auto_resolve: bool = True
+    # After a resolution, the same cause may not open a new incident before this has passed.
+    cooldown: Duration = timedelta(0)
+
+
+class RuleConfigBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    description: str = ""
+    enabled: bool = True
+    applies_to: AppliesTo = Field(default_factory=AppliesTo)
+    incident: IncidentSpec
+
+
+def device_context(device: Device | None, device_id: str) -> dict[str, Any]:
+    if device is None:
+        return {"id": device_id}
+    return {**device.attributes, "id": device.device_id, "kind": device.kind, "profile": device.profile,
+            "name": device.name or device.device_id, "lat": device.lat, "lon": device.lon}
+
+
+def reading_context(reading: Reading, device: Device | None) -> dict[str, Any]:
+    context: dict[str, Any] = {name: getattr(reading, name) for name in CANONICAL_FIELDS}
+    context["extra"] = dict(reading.extra)
+    context["device"] = device_context(device, reading.device_id)
+    context["device_id"] = reading.device_id
+    context["time"] = reading.time.isoformat()
+    return context
+
+
+@dataclass
+class Outcome:
+    """A rule's answer to one reading (or sweep): its new state for the device (None: forget it) and
+    what it found."""
+
+    state: Mapping[str, Any] | None
+    findings: list[Finding] = field(default_factory=list)
+
+
+class RuleBase:
+    """The parts every kind shares: selection of devices, and turning a decision into a Finding."""
+
+    kind: str = ""
+    # Whether the rule also runs on the periodic sweep (absence, collection), not only on readings.
+    sweeps = False
+
+    def __init__(self, config: RuleConfigBase) -> None:
+        self.id = config.id
+        self.config = config
+        self.incident = config.incident
+        applies = config.applies_to
+        self._where = Condition(applies.where, DEVICE_VARIABLES) if applies.where else None
+
+    def applies_to(self, device: Device | None, device_id: str, profile: str) -> bool:
+        applies = self.config.applies_to
+        kind = device.kind if device else None
+        if applies.profiles and profile not in applies.profiles:
+            return False
+        if applies.kinds and kind not in applies.kinds:
+            return False
+        if applies.devices and device_id not in applies.devices:
+            return False
+        if self._where is not None:
+            return bool(self._where.evaluate({"device": device_context(device, device_id)}))
+        return True
+
+    def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
+                 now: datetime) -> Outcome:
+        raise NotImplementedError
+
+    def finding(self, action: str, subject: str, time: datetime, context: Mapping[str, Any], *,
+                severity: str | None = None, device_id: str | None = None, lat: float | None = None,
+                lon: float | None = None, data: Mapping[str, Any] | None = None) -> Finding:
+        device = context.get("device") or {}
+        if lat is None or lon is None:
+            lat, lon = context.get("lat"), context.get("lon")
+        if lat is None or lon is None:
+            lat, lon = device.get("lat"), device.get("lon")
+        return Finding(
+            rule_id=self.id, subject=subject, action=action, time=time, service_code=self.incident.service_code,
+            severity=severity or self.incident.severity, title=render(self.incident.title, context),
+            description=render(self.incident.description, context), device_id=device_id or device.get("id"),
+            lat=lat, lon=lon, address=device.get("address"), data=dict(data or {}),
+        )
+
+
+def epoch(time: datetime) -> float:
+    return time.timestamp()
+
+
+def since(state: Mapping[str, Any] | None, key: str) -> float | None:
+    value = (state or {}).get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def cooling_down(state: Mapping[str, Any] | None, cooldown: timedelta, now_s: float) -> bool:
+    resolved_at = since(state, "resolved_at")
+    return resolved_at is not None and now_s - resolved_at < cooldown.total_seconds()

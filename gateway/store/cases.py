@@ -1,0 +1,74 @@
+"""The case store, as the rules write to it: open (or repeat) and resolve device incidents, each change
+appended to `incident_events`. The API's workflow (issue #5) writes to the same tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from gateway.events import Finding
+from gateway.store.queries import query
+
+SEVERITY_ORDER = ("info", "minor", "major", "critical")
+RULE_ACTOR = "rule"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseChanges:
+    opened: tuple[str, ...] = ()  # rule ids, one per incident opened
+    repeated: int = 0
+    resolved: tuple[str, ...] = ()
+
+
+async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding]) -> CaseChanges:
+    """Inside the caller's transaction, in the order the rules found them."""
+    opened: list[str] = []
+    resolved: list[str] = []
+    repeated = 0
+    async with conn.cursor() as cur:
+        for finding in findings:
+            if finding.action == "open":
+                await cur.execute(query("open_device_incident"), {
+                    "service_code": finding.service_code, "severity": finding.severity, "title": finding.title,
+                    "description": finding.description, "rule_id": finding.rule_id, "device_id": finding.device_id,
+                    "subject": finding.subject, "dedupe_key": finding.dedupe_key, "lat": finding.lat,
+                    "lon": finding.lon, "address": finding.address, "time": finding.time,
+                    "attributes": Jsonb(dict(finding.data)),
+                })
+                row = await cur.fetchone()
+                assert row is not None
+                incident_id, created, severity = row
+                if created:
+                    opened.append(finding.rule_id)
+                else:
+                    repeated += 1
+                await _event(cur, incident_id, "created" if created else "occurrence", finding,
+                             to_status="open" if created else None)
+                if not created and _rank(finding.severity) > _rank(severity):
+                    await cur.execute(query("set_incident_severity"), {"id": incident_id, "severity": finding.severity})
+                    await _event(cur, incident_id, "severity", finding, note=f"{severity} → {finding.severity}")
+            elif finding.action == "resolve":
+                await cur.execute(query("resolve_device_incident"),
+                                  {"dedupe_key": finding.dedupe_key, "time": finding.time})
+                for incident_id, from_status in await cur.fetchall():
+                    resolved.append(finding.rule_id)
+                    await _event(cur, incident_id, "status", finding, from_status=from_status, to_status="resolved")
+            else:
+                raise ValueError(f"unknown finding action {finding.action!r}")
+    return CaseChanges(tuple(opened), repeated, tuple(resolved))
+
+
+def _rank(severity: str) -> int:
+    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else 0
+
+
+async def _event(cur: object, incident_id: int, kind: str, finding: Finding, *, from_status: str | None = None,
+                 to_status: str | None = None, note: str = "") -> None:
+    await cur.execute(query("insert_incident_event"), {  # type: ignore[attr-defined]
+        "incident_id": incident_id, "kind": kind, "actor": f"{RULE_ACTOR}:{finding.rule_id}",
+        "from_status": from_status, "to_status": to_status, "note": note or finding.description,
+        "data": Jsonb({"time": finding.time.isoformat(), "severity": finding.severity, **finding.data}),
+    })

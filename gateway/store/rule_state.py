@@ -1,0 +1,28 @@
+"""The rules' state per (rule, device), so a restart resumes pending durations and inside/outside sides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from gateway.store.queries import query
+
+
+async def save_rule_states(conn: AsyncConnection, states: Mapping[tuple[str, str], dict[str, Any] | None]) -> None:
+    upserts = [(rule_id, subject, Jsonb(state)) for (rule_id, subject), state in sorted(states.items())
+               if state is not None]
+    deletes = [(rule_id, subject) for (rule_id, subject), state in sorted(states.items()) if state is None]
+    async with conn.cursor() as cur:
+        if upserts:
+            await cur.executemany(query("upsert_rule_state"), upserts)
+        if deletes:
+            await cur.executemany(query("delete_rule_state"), deletes)
+
+
+async def load_rule_states(conn: AsyncConnection) -> list[tuple[str, str, dict[str, Any]]]:
+    async with conn.cursor() as cur:
+        await cur.execute(query("all_rule_state"))
+        return [(rule_id, subject, state) for rule_id, subject, state in await cur.fetchall()]
