@@ -16,6 +16,8 @@ devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
 app.add_typer(devices_app, name="devices")
 profiles_app = typer.Typer(help="Device profiles.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
+rules_app = typer.Typer(help="Rule files.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")]
 
@@ -105,6 +107,29 @@ def devices_fiware(
     typer.echo(json.dumps(entities, indent=2, ensure_ascii=False))
     for line in skipped:
         typer.echo(f"not exported: {line}", err=True)
+
+
+@rules_app.command("check")
+def rules_check(
+    directory: Annotated[Path | None, typer.Argument(help="rules directory (default: the setting)")] = None,
+) -> None:
+    """Validate rule files and zones; print every problem as file:line: rule: reason, exit 1 if any."""
+    from gateway.catalogue import CatalogueError, load_service_codes
+    from gateway.rules.loader import RuleFileError, load_rules
+
+    settings = Settings()
+    directory = directory or settings.rules_dir
+    try:
+        codes = load_service_codes(settings.services_file)
+        rules = load_rules(directory, codes)
+    except (RuleFileError, CatalogueError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    kinds: dict[str, int] = {}
+    for rule in rules.rules:
+        kinds[rule.kind] = kinds.get(rule.kind, 0) + 1
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    typer.echo(f"{len(rules.rules)} rules OK ({summary})" + ("" if codes else "; no service catalogue found"))
 
 
 @profiles_app.command("check")

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class ConditionError(ValueError):
-    pass
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.source = source
 
 
 class Condition:
@@ -29,12 +31,13 @@ class Condition:
         try:
             self._program = cel.compile(source)
         except ValueError as exc:
-            raise ConditionError(f"CEL syntax error in {source!r}: {str(exc).splitlines()[0]}") from None
+            detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+            raise ConditionError(f"CEL syntax error in {source!r}: {detail}", source) from None
         variables = set(self._program.variables())
         unknown = variables - known_variables
         if unknown:
             known = ", ".join(sorted(known_variables))
-            raise ConditionError(f"{source!r} uses {', '.join(sorted(unknown))}, which is not one of: {known}")
+            raise ConditionError(f"{source!r} uses {', '.join(sorted(unknown))}, which is not one of: {known}", source)
         self._variables = tuple(variables)
 
     def evaluate(self, context: Mapping[str, Any]) -> bool | None:

@@ -54,8 +54,6 @@ class GeofenceConfig(RuleConfigBase):
     def _mode_parameters(self) -> GeofenceConfig:
         if (self.mode == "dwell") != (self.dwell is not None):
             raise ValueError("`dwell` is required by mode dwell and only used by it")
-        if self.condition and self.mode == "outside":
-            raise ValueError("mode outside has no zone to evaluate a condition in")
         return self
 
     def build(self, zones: Mapping[str, list[Zone]]) -> GeofenceRule:
@@ -93,9 +91,13 @@ class GeofenceRule(RuleBase):
         sides: dict[str, dict[str, Any]] = current["z"]
         keys = [ANY_ZONE] if self.mode == "outside" else sorted(inside | set(sides))
         crossings = []
+        # Zones a device has been seen outside of start "outside"; on its very first fix, "unknown", so
+        # a device first seen inside a zone has not entered it.
+        first_fix = not current["seen"]
+        current["seen"] = True
         for key in keys:
             raw = bool(inside) if key == ANY_ZONE else key in inside
-            entry = sides.setdefault(key, {"in": None})
+            entry = sides.setdefault(key, {"in": None if first_fix or key == ANY_ZONE else False})
             before = entry.get("in")
             if before == raw:
                 entry.pop("cand", None)
@@ -126,12 +128,12 @@ class GeofenceRule(RuleBase):
         device_id = reading.device_id
         sides = state["z"]
         if self.mode == "outside":
+            # e.g. out of its service area; with a condition, e.g. idling (no `zone` in that condition)
             confirmed = sides[ANY_ZONE].get("in")
-            subject = device_id
-            if confirmed is False:
-                findings += self._open(subject, reading, context, state, t, None)
-            elif confirmed is True:
-                findings += self._resolve(subject, reading, context, state, t)
+            if confirmed is True:
+                findings += self._resolve(device_id, reading, context, state, t)
+            elif confirmed is False:
+                findings += self._while_condition(device_id, reading, context, state, t, None)
             return findings
         for key, before, after in crossings:
             zone = self.index.by_id.get(key)
@@ -154,18 +156,23 @@ class GeofenceRule(RuleBase):
                     if t - entry.get("entered", t) >= self.dwell_s:
                         findings += self._open(subject, reading, context, state, t, zone)
                     continue
-                holds = self._holds(context, zone)
-                if holds is None:
-                    continue
-                conditions = state["cond"]
-                if holds:
-                    started = conditions.setdefault(subject, t)
-                    if t - started >= self.condition_for:
-                        findings += self._open(subject, reading, context, state, t, zone)
-                else:
-                    conditions.pop(subject, None)
-                    findings += self._resolve(subject, reading, context, state, t, zone)
+                findings += self._while_condition(subject, reading, context, state, t, zone)
         return findings
+
+    def _while_condition(self, subject: str, reading: Reading, context: Mapping[str, Any], state: dict[str, Any],
+                         t: float, zone: Zone | None) -> list[Any]:
+        """Open once the condition has held `condition_for`; resolve when it stops holding."""
+        holds = self._holds(context, zone)
+        if holds is None:
+            return []
+        conditions = state["cond"]
+        if holds:
+            started = conditions.setdefault(subject, t)
+            if t - started >= self.condition_for:
+                return self._open(subject, reading, context, state, t, zone)
+            return []
+        conditions.pop(subject, None)
+        return self._resolve(subject, reading, context, state, t, zone)
 
     def _holds(self, context: Mapping[str, Any], zone: Zone | None) -> bool | None:
         if self.condition is None:
@@ -221,4 +228,5 @@ def _copy(state: Mapping[str, Any] | None) -> dict[str, Any]:
         "on": dict(state.get("on", {})),
         "cond": dict(state.get("cond", {})),
         "resolved": dict(state.get("resolved", {})),
+        "seen": bool(state.get("seen")),
     }

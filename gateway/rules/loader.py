@@ -78,7 +78,10 @@ def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None) -> R
                 continue
             try:
                 rule = config.build(zones)
-            except (ConditionError, ValueError) as exc:
+            except ConditionError as exc:
+                problems.append(f"{path}:{_line_of_value(line, item, exc.source)}: rule {config.id}: {exc}")
+                continue
+            except ValueError as exc:
                 problems.append(f"{path}:{line[0]}: rule {config.id}: {exc}")
                 continue
             if config.enabled:
@@ -146,6 +149,22 @@ def _line(lines: _Lines, item: Any, loc: Sequence[Any]) -> int:
             return by_path[path]
         path = path[:-1]
     return start
+
+
+def _line_of_value(lines: _Lines, item: Any, value: str) -> int:
+    """The line of the key holding `value` (a condition's source), else the rule's first line."""
+    def find(node: Any, path: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        if isinstance(node, str) and node.strip() == value.strip():
+            return path
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in children:
+            found = find(child, (*path, key))
+            if found is not None:
+                return found
+        return None
+
+    path = find(item, ())
+    return lines[1].get(path, lines[0]) if path else lines[0]
 
 
 def _where(loc: Sequence[Any]) -> str:

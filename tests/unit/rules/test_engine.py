@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.devices import DeviceDirectory
+from gateway.rules.engine import RuleEngine
+from gateway.rules.loader import RuleSet, load_rules
+from tests.unit.rules.helpers import T0, device, reading, rule
+
+FULL = {"kind": "threshold", "condition": "fill_pct >= 80.0", "clear": "fill_pct < 50.0",
+        "applies_to": {"kinds": ["container"]}}
+
+
+def engine(*rules: object, devices: DeviceDirectory | None = None, stored: list | None = None) -> RuleEngine:
+    directory = devices or DeviceDirectory([device("D1"), device("D2"), device("T1", kind="truck")])
+    return RuleEngine(RuleSet(tuple(rules), ()), directory, {"p": 600.0}, stored or [])  # type: ignore[arg-type]
+
+
+def test_readings_are_evaluated_in_device_time_order_per_device() -> None:
+    e = engine(rule(**FULL))
+    # delivered out of order within a batch: 90 at 08:02 then 10 at 08:01
+    result = e.evaluate([reading(120, fill_pct=90), reading(60, fill_pct=10)], T0)
+    assert [f.action for f in result.findings] == ["open"]
+    assert result.states[("r1", "D1")]["t"] == reading(120).time.timestamp()
+
+
+def test_a_late_reading_is_not_evaluated() -> None:
+    e = engine(rule(**FULL))
+    e.evaluate([reading(120, fill_pct=90)], T0)
+    late = e.evaluate([reading(60, fill_pct=10)], T0)  # older than what was evaluated: would resolve
+    assert late.findings == [] and late.states == {}
+    assert e.states[("r1", "D1")]["active"]
+
+
+def test_rules_apply_only_to_their_devices() -> None:
+    e = engine(rule(**FULL))
+    result = e.evaluate([reading(0, "T1", fill_pct=99), reading(0, "unknown", fill_pct=99)], T0)
+    assert result.findings == []
+
+
+def test_state_survives_a_restart_through_what_is_stored() -> None:
+    pending = rule(**{**FULL, "for": "10m"})
+    first = engine(pending)
+    saved = first.evaluate([reading(0, fill_pct=90), reading(540, fill_pct=90)], T0)  # 9 of 10 minutes
+    assert saved.findings == []
+    stored = [(rule_id, device_id, state) for (rule_id, device_id), state in saved.states.items()]
+    restarted = engine(pending, stored=stored)
+    after = restarted.evaluate([reading(600, fill_pct=90)], T0)  # one more minute, not ten
+    assert [f.action for f in after.findings] == ["open"]
+    assert restarted.evaluate([reading(300, fill_pct=10)], T0).findings == []  # late after restart too
+
+
+def test_a_reloaded_rule_keeps_its_state(tmp_path: Path) -> None:
+    e = engine(rule(**FULL))
+    e.evaluate([reading(0, fill_pct=90)], T0)
+    e.replace_rules(RuleSet((rule(**{**FULL, "clear": "fill_pct < 20.0"}),), ()))
+    assert e.evaluate([reading(60, fill_pct=30)], T0).findings == []  # still open: new clear level
+    assert [f.action for f in e.evaluate([reading(120, fill_pct=10)], T0).findings] == ["resolve"]
+
+
+def test_the_sweep_finds_silent_devices() -> None:
+    from datetime import timedelta
+
+    silent = rule(kind="absence", id="silent", applies_to={"kinds": ["container"]}, missed_reports=2)
+    e = engine(silent)
+    e.last_seen.update({"D1": T0, "D2": T0 + timedelta(minutes=15)})
+    result = e.sweep(T0 + timedelta(minutes=21))
+    assert [(f.action, f.subject) for f in result.findings] == [("open", "D1")]
+    assert e.sweep(T0 + timedelta(minutes=22)).findings == []
+    back = e.evaluate([reading(23 * 60, "D1")], T0)
+    assert [(f.action, f.subject) for f in back.findings] == [("resolve", "D1")]
+
+
+def test_shipped_rules_load() -> None:
+    from gateway.catalogue import load_service_codes
+    from tests.support import REPO
+
+    rules = load_rules(REPO / "rules", load_service_codes(REPO / "services.yaml"))
+    assert {"container-full", "container-fire", "truck-overspeed-school-zone", "sensor-silent"} <= set(rules.by_id)
