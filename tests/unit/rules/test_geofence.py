@@ -8,8 +8,10 @@ from gateway.rules.zones import Zone
 from tests.unit.rules.helpers import actions, device, reading, rule, run
 
 # Two 0.01°-wide squares side by side: A = [2.00, 2.01] x [41.00, 41.01], B = [2.01, 2.02] x [41.00, 41.01].
-ZONES = {"areas": [Zone("areas/A", "areas", "A", {"speed_limit_kmh": 30, "district": "A"}, box(2.00, 41.00, 2.01, 41.01)),
-                   Zone("areas/B", "areas", "B", {"speed_limit_kmh": 50, "district": "B"}, box(2.01, 41.00, 2.02, 41.01))]}
+ZONES = {"areas": [
+    Zone("areas/A", "areas", "A", {"speed_limit_kmh": 30, "district": "A"}, box(2.00, 41.00, 2.01, 41.01)),
+    Zone("areas/B", "areas", "B", {"speed_limit_kmh": 50, "district": "B"}, box(2.01, 41.00, 2.02, 41.01)),
+]}
 IN_A, IN_B, OUT = (2.005, 41.005), (2.015, 41.005), (2.03, 41.005)
 
 

@@ -63,8 +63,8 @@ def test_zone_layers_must_exist_and_be_valid(tmp_path: Path) -> None:
     write(tmp_path, "g.yaml", "- {id: g, kind: geofence, mode: enter, zones: {layers: [schools]}, "
                               "incident: {service_code: x, title: t}}\n")
     assert "zone layer(s) schools not found" in problems(tmp_path)[0]
-    write(tmp_path, "zones/schools.geojson", '{"type": "FeatureCollection", "features": [{"type": "Feature", '
-                                             '"properties": {}, "geometry": {"type": "Point", "coordinates": [2, 41]}}]}')
+    point = '{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [2, 41]}}'
+    write(tmp_path, "zones/schools.geojson", '{"type": "FeatureCollection", "features": [' + point + "]}")
     assert "Point is not an area" in problems(tmp_path)[0]
 
 
