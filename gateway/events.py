@@ -81,7 +81,7 @@ class Finding:
 
     rule_id: str
     subject: str
-    action: str  # "open" | "resolve"
+    action: str  # "open" (or count one more occurrence) | "escalate" (a higher severity) | "resolve"
     time: datetime
     service_code: str
     severity: str = "minor"

@@ -90,7 +90,7 @@ class ThresholdRule(RuleBase):
         severity = self._severity(context)
         if severity != current.get("severity") and _rank(severity) > _rank(current.get("severity")):
             current["severity"] = severity
-            return Outcome(current, [self.finding("open", reading.device_id, reading.time, context,
+            return Outcome(current, [self.finding("escalate", reading.device_id, reading.time, context,
                                                   severity=severity, data=self._evidence(context))])
         return Outcome(current)
 

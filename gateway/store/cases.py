@@ -50,6 +50,12 @@ async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding]) -> 
                 if not created and _rank(finding.severity) > _rank(severity):
                     await cur.execute(query("set_incident_severity"), {"id": incident_id, "severity": finding.severity})
                     await _event(cur, incident_id, "severity", finding, note=f"{severity} → {finding.severity}")
+            elif finding.action == "escalate":
+                await cur.execute(query("open_incident_for_cause"), {"dedupe_key": finding.dedupe_key})
+                row = await cur.fetchone()
+                if row is not None and _rank(finding.severity) > _rank(row[1]):
+                    await cur.execute(query("set_incident_severity"), {"id": row[0], "severity": finding.severity})
+                    await _event(cur, row[0], "severity", finding, note=f"{row[1]} → {finding.severity}")
             elif finding.action == "resolve":
                 await cur.execute(query("resolve_device_incident"),
                                   {"dedupe_key": finding.dedupe_key, "time": finding.time})

@@ -97,6 +97,11 @@ DO UPDATE SET occurrences = i.occurrences + 1,
               updated_at = now()
 RETURNING id, (xmax = 0) AS created, severity;
 
+-- name: open_incident_for_cause
+SELECT id, severity FROM incidents
+WHERE dedupe_key = %(dedupe_key)s AND status NOT IN ('resolved', 'closed')
+FOR UPDATE;
+
 -- name: set_incident_severity
 UPDATE incidents SET severity = %(severity)s, updated_at = now() WHERE id = %(id)s;
 

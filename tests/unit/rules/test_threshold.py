@@ -39,7 +39,7 @@ def test_readings_without_the_field_change_nothing() -> None:
 def test_severity_steps_escalate_once() -> None:
     r = rule(**{**FULL, "for": "0s", "severity_steps": [{"when": "fill_pct >= 95.0", "severity": "major"}]})
     findings, _ = run(r, [reading(0, fill_pct=85), reading(60, fill_pct=96), reading(120, fill_pct=97)])
-    assert [(f.action, f.severity) for f in findings] == [("open", "minor"), ("open", "major")]
+    assert [(f.action, f.severity) for f in findings] == [("open", "minor"), ("escalate", "major")]
 
 
 def test_cooldown_delays_a_reopening() -> None:
