@@ -113,9 +113,11 @@ def devices_fiware(
 def rules_check(
     directory: Annotated[Path | None, typer.Argument(help="rules directory (default: the setting)")] = None,
 ) -> None:
-    """Validate rule files and zones; print every problem as file:line: rule: reason, exit 1 if any."""
+    """Validate rule files and zones (every problem as file:line: rule: reason) and run the rules' test
+    cases in rules/tests/; exit 1 on any problem."""
     from gateway.catalogue import CatalogueError, load_service_codes
     from gateway.rules.loader import RuleFileError, load_rules
+    from gateway.rules.testcases import discover, run_case
 
     settings = Settings()
     directory = directory or settings.rules_dir
@@ -130,6 +132,14 @@ def rules_check(
         kinds[rule.kind] = kinds.get(rule.kind, 0) + 1
     summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
     typer.echo(f"{len(rules.rules)} rules OK ({summary})" + ("" if codes else "; no service catalogue found"))
+    outcomes = [run_case(path, rules) for path in discover(directory)]
+    for outcome in outcomes:
+        for problem in outcome.problems:
+            typer.echo(f"FAIL {outcome.path}: {problem}", err=True)
+    failed = sum(not o.ok for o in outcomes)
+    typer.echo(f"{len(outcomes)} rule test cases, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
 
 
 @profiles_app.command("check")
