@@ -27,15 +27,18 @@ class DeviceDirectory:
 
     def __init__(self, devices: Iterable[Device] = ()) -> None:
         self._devices: dict[str, Device] = {d.device_id: d for d in devices}
+        self.version = 0  # bumped on every change, for caches derived from the registry
 
     def get(self, device_id: str) -> Device | None:
         return self._devices.get(device_id)
 
     def replace_all(self, devices: Iterable[Device]) -> None:
         self._devices = {d.device_id: d for d in devices}
+        self.version += 1
 
     def add(self, device: Device) -> None:
         self._devices[device.device_id] = device
+        self.version += 1
 
     def __iter__(self) -> Iterator[Device]:
         return iter(list(self._devices.values()))

@@ -12,9 +12,12 @@ from typing import Annotated
 from pydantic import Field
 
 from gateway.rules.absence import AbsenceConfig
+from gateway.rules.collection import CollectionConfig
 from gateway.rules.geofence import GeofenceConfig
 from gateway.rules.threshold import ThresholdConfig
 
-RuleConfig = Annotated[ThresholdConfig | GeofenceConfig | AbsenceConfig, Field(discriminator="kind")]
+RuleConfig = Annotated[
+    ThresholdConfig | GeofenceConfig | AbsenceConfig | CollectionConfig, Field(discriminator="kind")
+]
 
 __all__ = ["RuleConfig"]

@@ -23,7 +23,7 @@ class AbsenceConfig(RuleConfigBase):
     missed_reports: float = Field(default=3.0, gt=0)
     after: Duration | None = None
 
-    def build(self, zones: object) -> AbsenceRule:
+    def build(self, zones: object, directory: object = None) -> AbsenceRule:
         return AbsenceRule(self)
 
 

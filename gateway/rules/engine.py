@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from gateway import metrics
 from gateway.devices import Device, DeviceDirectory
 from gateway.events import Finding, Reading
 from gateway.rules.absence import AbsenceRule
+from gateway.rules.collection import CollectionRule, Household
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import RuleBase, device_context, reading_context
 
@@ -53,11 +55,13 @@ class RuleEngine:
                 self.evaluated_at[(rule_id, device_id)] = float(stored["t"])
         self.last_seen: dict[str, datetime] = dict(last_seen or {})
         self._selection: dict[tuple[str, str], tuple[Device | None, list[RuleBase]]] = {}
+        self._households: dict[str, tuple[int, Mapping[str, Household]]] = {}
 
     def replace_rules(self, rules: RuleSet) -> None:
         """A reloaded rule set: rules that kept their id keep their state."""
         self.rules = rules
         self._selection.clear()
+        self._households.clear()
 
     def rules_for(self, device: Device | None, device_id: str, profile: str) -> list[RuleBase]:
         cached = self._selection.get((device_id, profile))
@@ -85,6 +89,14 @@ class RuleEngine:
                 if t < self.evaluated_at.get(key, float("-inf")):
                     late = True
                     continue
+                if isinstance(rule, CollectionRule):
+                    self.evaluated_at[key] = t
+                    lifts, household_states = rule.on_lift(reading, context, self.households_of(rule),
+                                                           partial(self._state_of, rule.id))
+                    result.findings.extend(lifts)
+                    for subject, state in household_states.items():
+                        self._store(result, (rule.id, subject), state, t)
+                    continue
                 before = self.states.get(key)
                 outcome = rule.evaluate(reading, context, before, now)
                 self.evaluated_at[key] = t
@@ -95,8 +107,21 @@ class RuleEngine:
                 metrics.LATE_READINGS.inc()
         return result
 
+    def households_of(self, rule: CollectionRule) -> Mapping[str, Household]:
+        cached = self._households.get(rule.id)
+        if cached is None or cached[0] != self.devices.version:
+            cached = (self.devices.version, rule.households(self.devices))
+            self._households[rule.id] = cached
+        return cached[1]
+
     def sweep(self, now: datetime) -> EngineResult:
         result = EngineResult()
+        for collection in [rule for rule in self.rules.rules if isinstance(rule, CollectionRule)]:
+            found, states = collection.sweep_households(
+                now, self.households_of(collection), partial(self._state_of, collection.id))
+            result.findings.extend(found)
+            for subject, state in states.items():
+                self._store(result, (collection.id, subject), state, now.timestamp())
         sweeping = [rule for rule in self.rules.rules if isinstance(rule, AbsenceRule)]
         if not sweeping:
             return result
@@ -112,6 +137,9 @@ class RuleEngine:
                 if outcome.state != before:
                     self._store(result, key, outcome.state, self.evaluated_at.get(key, now.timestamp()))
         return result
+
+    def _state_of(self, rule_id: str, subject: str) -> Mapping[str, Any] | None:
+        return self.states.get((rule_id, subject))
 
     def _store(self, result: EngineResult, key: StateKey, state: Mapping[str, Any] | None, t: float) -> None:
         self.states[key] = state

@@ -56,7 +56,7 @@ class GeofenceConfig(RuleConfigBase):
             raise ValueError("`dwell` is required by mode dwell and only used by it")
         return self
 
-    def build(self, zones: Mapping[str, list[Zone]]) -> GeofenceRule:
+    def build(self, zones: Mapping[str, list[Zone]], directory: object = None) -> GeofenceRule:
         missing = [layer for layer in self.zones.layers if layer not in zones]
         if missing:
             raise ValueError(f"zone layer(s) {', '.join(missing)} not found in rules/zones/ "

@@ -38,7 +38,8 @@ class RuleSet:
 
 def files_signature(rules_dir: Path) -> tuple[tuple[str, int, int], ...]:
     """What changes when a rule or zone file is edited, added or removed."""
-    paths = sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("zones/*.geojson")]) if rules_dir.is_dir() else []
+    patterns = ("*.yaml", "zones/*.geojson", "data/*")
+    paths = sorted(p for pattern in patterns for p in rules_dir.glob(pattern)) if rules_dir.is_dir() else []
     signature = []
     for path in paths:
         try:
@@ -77,7 +78,7 @@ def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None) -> R
                                 "is not in the service catalogue")
                 continue
             try:
-                rule = config.build(zones)
+                rule = config.build(zones, rules_dir)
             except ConditionError as exc:
                 problems.append(f"{path}:{_line_of_value(line, item, exc.source)}: rule {config.id}: {exc}")
                 continue
@@ -169,6 +170,6 @@ def _line_of_value(lines: _Lines, item: Any, value: str) -> int:
 
 def _where(loc: Sequence[Any]) -> str:
     parts = [str(part) for part in loc if isinstance(part, str | int)]
-    kinds = {"threshold", "geofence", "absence"}
+    kinds = {"threshold", "geofence", "absence", "collection"}
     parts = [("for" if p == "for_" else p) for p in parts if p not in kinds]
     return f"{'.'.join(parts)}: " if parts else ""

@@ -38,7 +38,7 @@ class ThresholdConfig(RuleConfigBase):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    def build(self, zones: object) -> ThresholdRule:
+    def build(self, zones: object, directory: object = None) -> ThresholdRule:
         return ThresholdRule(self)
 
 

@@ -122,3 +122,32 @@ def test_rule_files_reload_and_a_bad_edit_is_refused(settings: Settings, tmp_pat
         publish(settings.mqtt_url, [container(0, 40), container(30, 41)])
         wait_until(lambda: incidents(url))
     assert incidents(url)[0][:2] == ("container-full", "open")
+
+
+def test_door_to_door_collection_on_an_injected_clock(settings: Settings) -> None:
+    """Monday 2026-01-05 in Barcelona: H-0002 lifted in its window, H-0001 not, and a stray tag."""
+    url = settings.database_url
+    settings = settings.model_copy(update={"sweep_s": 0.2})
+    monday_0700 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+    now = [monday_0700]
+    upsert_devices(url, [Device("T-5", "truck", "truck", "Truck 5",
+                                attributes=MappingProxyType({"service_area": "Eixample"}))])
+
+    def lift(minutes: float, tag: str) -> tuple[str, str]:
+        ts = (monday_0700 + timedelta(minutes=minutes)).isoformat()
+        return "trucks/T-5/telemetry", json.dumps({"ts": ts, "lat": 41.3963, "lon": 2.1650, "event": "bin_lift",
+                                                    "rfid": tag, "weight_kg": 9.5})
+
+    with running_gateway(settings, clock=lambda: now[0]):
+        wait_until(lambda: scalar(url, "SELECT count(*) FROM rule_state WHERE rule_id = 'door-to-door'") == 3)
+        now[0] = monday_0700 + timedelta(hours=1)
+        publish(settings.mqtt_url, [lift(60, "E2003412010B0002"), lift(65, "DEADBEEF")])
+        wait_until(lambda: scalar(url, "SELECT count(*) FROM incidents") == 1)
+        now[0] = monday_0700 + timedelta(hours=5, minutes=31)  # 12:31 local: window and grace are over
+        wait_until(lambda: scalar(url, "SELECT count(*) FROM incidents") == 2)
+        time.sleep(0.5)  # more sweeps: still judged once
+    rows = sql(url, "SELECT service_code, subject, address, title, first_seen_at FROM incidents ORDER BY id")
+    assert [r[:3] for r in rows] == [("unknown_tag", "tag:DEADBEEF", None),
+                                     ("missed_collection", "household:H-0001", "Carrer de Mallorca 401")]
+    assert rows[1][3] == "Missed collection at Carrer de Mallorca 401 on 2026-01-05"
+    assert rows[1][4] == datetime(2026, 1, 5, 11, 0, tzinfo=UTC)  # 12:00 in Barcelona, the window's end

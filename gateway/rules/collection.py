@@ -1,0 +1,228 @@
+"""`collection`: door-to-door collection checked against the bin lifts trucks report.
+
+Households (an RFID tag on their bin, an address, collection days and a time window, and the service
+area the collecting truck must belong to) come from a YAML file in the rules directory and/or from
+registered devices of kind `household` (attributes `rfid`, `address`, `collection_days`,
+`collection_window`, `service_area`). Three causes, one incident each:
+
+- a household not lifted by any truck within its window, `grace` after the window ends (subject
+  `household:<id>`), checked by the periodic sweep in the rule's time zone; a late lift resolves it;
+- a lift of a tag no household has (subject `tag:<rfid>`), with `unknown_tag_incident`;
+- a lift by a truck whose `service_area` attribute differs from the household's, with
+  `wrong_area_incident` (subject `lift:<household>`).
+
+A household first seen by a running gateway is not checked for windows that ended before then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.devices import Device
+from gateway.events import Finding, Reading
+from gateway.rules.durations import Duration
+from gateway.rules.model import IncidentSpec, Outcome, RuleBase, RuleConfigBase
+from gateway.rules.templates import render
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Household(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    tag: str
+    address: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    service_area: str | None = None
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(min_length=1)
+    window: str = Field(pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$", description="local time, e.g. 06:00-12:00")
+
+    @property
+    def window_times(self) -> tuple[time, time]:
+        start, end = self.window.split("-")
+        return time.fromisoformat(start), time.fromisoformat(end)
+
+
+class HouseholdSource(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str | None = None  # relative to the rules directory
+    device_kind: str | None = None
+
+
+class CollectionConfig(RuleConfigBase):
+    kind: Literal["collection"]
+    households: HouseholdSource
+    timezone: str = "UTC"
+    grace: Duration = timedelta(minutes=30)
+    unknown_tag_incident: IncidentSpec | None = None
+    wrong_area_incident: IncidentSpec | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def build(self, zones: object, directory: Path | None = None) -> CollectionRule:
+        listed: list[Household] = []
+        if self.households.file:
+            if directory is None:
+                raise ValueError("households.file needs the rules directory")
+            listed = load_households(directory / self.households.file)
+        return CollectionRule(self, listed)
+
+
+def load_households(path: Path) -> list[Household]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"households file {path}: {exc}") from exc
+    rows = data.get("households") if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        raise ValueError(f"households file {path}: expected a list or a 'households:' key")
+    households = []
+    for index, row in enumerate(rows):
+        try:
+            households.append(Household.model_validate(row))
+        except ValidationError as exc:
+            raise ValueError(f"households file {path}: entry {index + 1}: {exc.errors()[0]['loc']}: "
+                             f"{exc.errors()[0]['msg']}") from None
+    tags = [h.tag for h in households]
+    if len(tags) != len(set(tags)):
+        raise ValueError(f"households file {path}: a tag is listed twice")
+    return households
+
+
+def household_from_device(device: Device) -> Household | None:
+    a = device.attributes
+    try:
+        return Household(id=device.device_id, tag=str(a["rfid"]), address=str(a.get("address", device.name or "")),
+                         lat=device.lat, lon=device.lon, service_area=a.get("service_area"),
+                         days=tuple(a.get("collection_days", ())), window=str(a.get("collection_window", "")))
+    except (KeyError, ValidationError):
+        return None
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: datetime
+    end: datetime
+
+
+class CollectionRule(RuleBase):
+    kind = "collection"
+    sweeps = True
+
+    def __init__(self, config: CollectionConfig, households: list[Household]) -> None:
+        super().__init__(config)
+        self.collection = config
+        self.listed = households
+        self.tz = ZoneInfo(config.timezone)
+        self.grace = config.grace
+
+    def households(self, devices: Iterable[Device]) -> dict[str, Household]:
+        """By tag: the file's households and, when configured, registered household devices."""
+        found = {h.tag: h for h in self.listed}
+        kind = self.collection.households.device_kind
+        if kind:
+            for device in devices:
+                if device.kind == kind and (household := household_from_device(device)):
+                    found.setdefault(household.tag, household)
+        return found
+
+    def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
+                 now: datetime) -> Outcome:
+        raise NotImplementedError("the engine calls on_lift with the households")
+
+    def on_lift(self, reading: Reading, context: Mapping[str, Any], households: Mapping[str, Household],
+                state_of: Callable[[str], Mapping[str, Any] | None]) -> tuple[list[Finding], dict[str, Any]]:
+        """Findings and the household states to store, for one reading of a truck."""
+        if reading.event != "bin_lift" or not reading.rfid:
+            return [], {}
+        household = households.get(reading.rfid)
+        truck_area = (context.get("device") or {}).get("service_area")
+        if household is None:
+            if self.collection.unknown_tag_incident is None:
+                return [], {}
+            return [self._finding(self.collection.unknown_tag_incident, f"tag:{reading.rfid}", reading, context,
+                                  None)], {}
+        subject = f"household:{household.id}"
+        before = dict(state_of(subject) or {})
+        after = {**before, "lifted": reading.time.timestamp()}
+        findings = []
+        if before.get("missed"):
+            after.pop("missed")
+            findings.append(self._finding(self.incident, subject, reading, context, household, "resolve"))
+        wrong = self.collection.wrong_area_incident
+        if wrong and truck_area and household.service_area and truck_area != household.service_area:
+            findings.append(self._finding(wrong, f"lift:{household.id}", reading, context, household))
+        return findings, {subject: after}
+
+    def sweep_households(self, now: datetime, households: Mapping[str, Household],
+                         state_of: Callable[[str], Mapping[str, Any] | None]) -> tuple[list[Finding], dict[str, Any]]:
+        findings: list[Finding] = []
+        states: dict[str, Any] = {}
+        for household in households.values():
+            subject = f"household:{household.id}"
+            state = dict(state_of(subject) or {})
+            window = self._last_window(household, now)
+            if "checked" not in state:
+                state["checked"] = now.timestamp()  # first seen now: earlier windows are not judged
+                states[subject] = state
+                continue
+            if window is None or window.end.timestamp() <= state["checked"]:
+                continue
+            state["checked"] = window.end.timestamp()
+            lifted = state.get("lifted")
+            if not (isinstance(lifted, int | float) and window.start.timestamp() <= lifted <= window.end.timestamp()):
+                state["missed"] = True
+                context = {"household": household.model_dump(), "device": {"id": household.id},
+                           "date": window.start.date().isoformat(), "window": household.window}
+                findings.append(Finding(
+                    rule_id=self.id, subject=subject, action="open", time=window.end,
+                    service_code=self.incident.service_code, severity=self.incident.severity,
+                    title=render(self.incident.title, context), description=render(self.incident.description, context),
+                    device_id=None, lat=household.lat, lon=household.lon, address=household.address,
+                    data={"household": household.id, "tag": household.tag, "window_start": window.start.isoformat(),
+                          "window_end": window.end.isoformat()},
+                ))
+            states[subject] = state
+        return findings, states
+
+    def _last_window(self, household: Household, now: datetime) -> _Window | None:
+        """The latest collection window whose end plus the grace period has passed."""
+        local_now = (now - self.grace).astimezone(self.tz)
+        start_time, end_time = household.window_times
+        for back in range(8):
+            day: date = local_now.date() - timedelta(days=back)
+            if DAYS[day.weekday()] not in household.days:
+                continue
+            end = datetime.combine(day, end_time, self.tz)
+            if end <= local_now:
+                return _Window(datetime.combine(day, start_time, self.tz), end)
+        return None
+
+    def _finding(self, spec: IncidentSpec, subject: str, reading: Reading, context: Mapping[str, Any],
+                 household: Household | None, action: str = "open") -> Finding:
+        full = {**context, "household": household.model_dump() if household else {}}
+        return Finding(
+            rule_id=self.id, subject=subject, action=action, time=reading.time, service_code=spec.service_code,
+            severity=spec.severity, title=render(spec.title, full), description=render(spec.description, full),
+            device_id=reading.device_id, lat=reading.lat, lon=reading.lon,
+            address=household.address if household else None,
+            data={"rfid": reading.rfid, **({"household": household.id} if household else {})},
+        )
