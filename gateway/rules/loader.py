@@ -74,7 +74,8 @@ def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None) -> R
                 continue
             where_defined[config.id] = f"{path}:{line[0]}"
             if codes is not None and config.incident.service_code not in codes:
-                problems.append(f"{path}:{line[0]}: rule {config.id}: service_code {config.incident.service_code!r} "
+                where = _line(line, item, ("incident", "service_code"))
+                problems.append(f"{path}:{where}: rule {config.id}: service_code {config.incident.service_code!r} "
                                 "is not in the service catalogue")
                 continue
             try:

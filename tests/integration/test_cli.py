@@ -51,3 +51,20 @@ def test_a_bad_row_applies_nothing(database_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"{path}:3: lon" in result.output and "nothing imported" in result.output
     assert scalar(database_url, "SELECT count(*) FROM devices") == 0
+
+
+def test_rules_check(tmp_path: Path) -> None:
+    import shutil
+
+    good = runner.invoke(app, ["rules", "check", str(REPO / "rules")],
+                         env={"WASTEGATE_SERVICES_FILE": str(REPO / "services.yaml")})
+    assert good.exit_code == 0, good.output
+    assert "rules OK" in good.output and "rule test cases, 0 failed" in good.output
+    broken = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", broken)
+    text = (broken / "containers.yaml").read_text()
+    (broken / "containers.yaml").write_text(text.replace("service_code: container_full", "service_code: nope"))
+    bad = runner.invoke(app, ["rules", "check", str(broken)],
+                        env={"WASTEGATE_SERVICES_FILE": str(REPO / "services.yaml")})
+    assert bad.exit_code == 1
+    assert f"{broken / 'containers.yaml'}:16: rule container-full: service_code 'nope'" in bad.output
