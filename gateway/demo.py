@@ -74,8 +74,10 @@ def _status(database_url: str, elapsed: float) -> None:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT count(*), count(DISTINCT device_id) FROM telemetry").fetchone()
         rejected = conn.execute("SELECT count(*) FROM rejected_messages").fetchone()
-    assert rows and rejected
-    typer.echo(f"{elapsed:5.0f}s  telemetry rows {rows[0]:6d}  devices {rows[1]:3d}  dead letter {rejected[0]:4d}")
+        incidents = conn.execute("SELECT count(*) FROM incidents WHERE status NOT IN ('resolved', 'closed')").fetchone()
+    assert rows and rejected and incidents
+    typer.echo(f"{elapsed:5.0f}s  telemetry rows {rows[0]:6d}  devices {rows[1]:3d}  dead letter {rejected[0]:4d}"
+               f"  open incidents {incidents[0]:3d}")
 
 
 def _summary(database_url: str) -> None:
@@ -89,3 +91,9 @@ def _summary(database_url: str) -> None:
     typer.echo("dead letter: " + (", ".join(f"{reason} {count}" for reason, count in reasons) or "empty"))
     top = sorted(fullest, key=lambda row: -row[1])[:5]
     typer.echo("fullest containers: " + ", ".join(f"{d} {f:.0f}%" for d, f in top))
+    with psycopg.connect(database_url) as conn:
+        by_code = conn.execute("SELECT service_code, status, count(*) FROM incidents GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        latest = conn.execute("SELECT title FROM incidents ORDER BY id DESC LIMIT 5").fetchall()
+    typer.echo("incidents: " + (", ".join(f"{code} {status} {n}" for code, status, n in by_code) or "none"))
+    for (title,) in latest:
+        typer.echo(f"  - {title}")

@@ -64,8 +64,12 @@ class Normalizer:
         if record.device_id is not None and record.device_id != device_id:
             return reject("device_id_mismatch", f"topic says {device_id!r}, payload says {record.device_id!r}")
         device = self.devices.get(device_id)
-        if device is None and profile.config.unknown_devices == "reject":
-            return reject("unknown_device", f"{device_id!r} is not registered (profile {profile.name})")
+        if device is None:
+            if profile.config.unknown_devices == "reject":
+                return reject("unknown_device", f"{device_id!r} is not registered (profile {profile.name})")
+            # Registered in the database with this batch; known to the rules from this reading on.
+            device = Device(device_id, profile.name, profile.config.kind)
+            self.devices.add(device)
 
         time = record.time or message.received_at
         if time - now > self.max_future:

@@ -151,3 +151,29 @@ def test_door_to_door_collection_on_an_injected_clock(settings: Settings) -> Non
                                      ("missed_collection", "household:H-0001", "Carrer de Mallorca 401")]
     assert rows[1][3] == "Missed collection at Carrer de Mallorca 401 on 2026-01-05"
     assert rows[1][4] == datetime(2026, 1, 5, 11, 0, tzinfo=UTC)  # 12:00 in Barcelona, the window's end
+
+
+def test_findings_and_telemetry_of_a_batch_commit_together(settings: Settings) -> None:
+    """A finding the database refuses takes the batch's telemetry down with it: nothing half-stored."""
+    from gateway.events import Reading
+    from gateway.ingest import IngestResult
+    from gateway.rules.engine import EngineResult
+    from gateway.store.batch import commit_batch
+
+    reading = Reading("T1", START, START, b"key", "truck", lat=41.4, lon=2.1)
+    refused = Finding("r", "T1", "open", START, "x", title="t", lat=200.0, lon=2.1)  # violates a CHECK
+
+    async def commit() -> None:
+        pool = await open_pool(settings.database_url)
+        try:
+            await commit_batch(pool, IngestResult([reading], []), {"truck": "truck"}, EngineResult([refused], {}))
+        finally:
+            await pool.close()
+
+    import psycopg
+    import pytest
+
+    with pytest.raises(psycopg.errors.CheckViolation):
+        asyncio.run(commit())
+    assert scalar(settings.database_url, "SELECT count(*) FROM telemetry") == 0
+    assert scalar(settings.database_url, "SELECT count(*) FROM devices") == 0
