@@ -92,7 +92,8 @@ def _summary(database_url: str) -> None:
     top = sorted(fullest, key=lambda row: -row[1])[:5]
     typer.echo("fullest containers: " + ", ".join(f"{d} {f:.0f}%" for d, f in top))
     with psycopg.connect(database_url) as conn:
-        by_code = conn.execute("SELECT service_code, status, count(*) FROM incidents GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+        by_code = conn.execute(
+            "SELECT service_code, status, count(*) FROM incidents GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
         latest = conn.execute("SELECT title FROM incidents ORDER BY id DESC LIMIT 5").fetchall()
     typer.echo("incidents: " + (", ".join(f"{code} {status} {n}" for code, status, n in by_code) or "none"))
     for (title,) in latest:

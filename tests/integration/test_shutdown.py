@@ -18,7 +18,7 @@ from gateway.embedded.ports import free_port
 from gateway.settings import Settings
 from tests.support import REPO, publish, scalar, wait_until
 
-MESSAGES = 4000
+MESSAGES = 20000  # several times the receive maximum, so the stop always lands mid-stream
 
 
 def serve(settings: Settings, api_port: int) -> subprocess.Popen[bytes]:
