@@ -35,25 +35,24 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
         server.stop("immediate")
 
 
-@pytest.fixture
-def database_url(postgres: Postgres) -> Iterator[str]:
-    """A fresh, migrated database cloned from the template."""
-    name = f"test_{next(_db_numbers)}"
+def _throwaway_database(postgres: Postgres, prefix: str, template: str | None) -> Iterator[str]:
+    name = f"{prefix}_{next(_db_numbers)}"
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        conn.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
     yield postgres.url(name)
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(postgres: Postgres) -> Iterator[str]:
+    """A fresh, migrated database cloned from the template."""
+    yield from _throwaway_database(postgres, "test", TEMPLATE)
 
 
 @pytest.fixture
 def empty_database_url(postgres: Postgres) -> Iterator[str]:
-    name = f"empty_{next(_db_numbers)}"
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield postgres.url(name)
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    yield from _throwaway_database(postgres, "empty", None)
 
 
 @pytest.fixture
