@@ -14,7 +14,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway import metrics
 from gateway.api.app import create_api
-from gateway.catalogue import load_service_codes
+from gateway.api.context import ApiContext
+from gateway.catalogue import load_catalogue_or_empty, load_service_codes
 from gateway.devices import DeviceDirectory
 from gateway.frame_counters import FrameCounters
 from gateway.ingest import Ingestor
@@ -114,7 +115,7 @@ class Gateway:
                 tasks.create_task(self._every(settings.rules_reload_s, self.reload_rules_if_changed, stop))
                 tasks.create_task(self._every(settings.sweep_s, lambda: self._sweep(stop), stop))
                 if settings.api_enabled:
-                    tasks.create_task(self._serve_api(stop))
+                    tasks.create_task(self._serve_api(stop, pool))
         finally:
             await self.source.close()
             await pool.close()
@@ -170,9 +171,11 @@ class Gateway:
                 if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                     await result
 
-    async def _serve_api(self, stop: asyncio.Event) -> None:
+    async def _serve_api(self, stop: asyncio.Event, pool: AsyncConnectionPool) -> None:
+        api_context = ApiContext(self.settings, pool, load_catalogue_or_empty(self.settings.services_file),
+                                 self.profiles, self.clock)
         config = uvicorn.Config(
-            create_api(self.readiness), host=self.settings.api_host, port=self.settings.api_port,
+            create_api(self.readiness, api_context), host=self.settings.api_host, port=self.settings.api_port,
             log_level="warning", lifespan="off",
         )
         server = _ApiServer(config)

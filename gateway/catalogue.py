@@ -53,3 +53,7 @@ def load_service_codes(path: Path) -> frozenset[str] | None:
     if not path.exists():
         return None
     return load_catalogue(path).codes
+
+
+def load_catalogue_or_empty(path: Path) -> Catalogue:
+    return load_catalogue(path) if path.exists() else Catalogue(services=())

@@ -52,7 +52,16 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=365, ge=0)
     partitions_ahead_days: int = Field(default=7, ge=1)
 
-    @field_validator("mqtt_extra_subscriptions", mode="before")
+    # Open311: keys that may POST requests; staff API: "token:role[:name]" with role viewer|operator|admin.
+    open311_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A citizen report is linked to an open device incident of its service this near and this recent.
+    correlation_distance_m: float = Field(default=50.0, ge=0)
+    correlation_window_s: int = Field(default=24 * 3600, ge=0)
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("mqtt_extra_subscriptions", "open311_api_keys", "api_tokens", "api_cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

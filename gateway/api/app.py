@@ -4,13 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
 
 from gateway import __version__
+from gateway.api import devices, incidents, open311
+from gateway.api.auth import parse_tokens
+from gateway.api.context import ApiContext
 from gateway.api.health import health_router
+from gateway.api.limits import BodySizeLimit
 
 
-def create_api(readiness: Callable[[], dict[str, bool]]) -> FastAPI:
-    api = FastAPI(title="Wastegate", version=__version__)
+def create_api(readiness: Callable[[], dict[str, bool]], api_context: ApiContext | None = None) -> FastAPI:
+    api = FastAPI(title="Wastegate", version=__version__,
+                  description="Open311 GeoReport v2 for citizens; incidents, devices and maps for staff.")
     api.include_router(health_router(readiness))
+    if api_context is not None:
+        settings = api_context.settings
+        api.state.context = api_context
+        api.state.tokens = parse_tokens(settings.api_tokens)
+        api.include_router(open311.router)
+        api.include_router(incidents.router)
+        api.include_router(devices.router)
+        api.add_exception_handler(open311.Open311Error, _open311_error)  # type: ignore[arg-type]
+        api.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+        api.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+        if settings.api_cors_origins:  # closed unless origins are configured
+            api.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
+                               allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
     return api
+
+
+def _format_of(request: Request) -> str:
+    return "xml" if request.url.path.endswith(".xml") else "json"
+
+
+async def _open311_error(request: Request, exc: open311.Open311Error) -> Response:
+    return open311.error_response(exc, _format_of(request))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors())
+    if request.url.path.startswith(open311.router.prefix):
+        return open311.error_response(open311.Open311Error(400, problems), _format_of(request))
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": exc.errors(), "message": problems}, status_code=422)

@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from gateway.events import Finding
 from gateway.store.queries import query
+from gateway.store.workflow import follow_linked_after_rule
 
 SEVERITY_ORDER = ("info", "minor", "major", "critical")
 RULE_ACTOR = "rule"
@@ -62,6 +63,7 @@ async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding]) -> 
                 for incident_id, from_status in await cur.fetchall():
                     resolved.append(finding.rule_id)
                     await _event(cur, incident_id, "status", finding, from_status=from_status, to_status="resolved")
+                    await follow_linked_after_rule(conn, incident_id, f"{RULE_ACTOR}:{finding.rule_id}")
             else:
                 raise ValueError(f"unknown finding action {finding.action!r}")
     return CaseChanges(tuple(opened), repeated, tuple(resolved))

@@ -129,3 +129,156 @@ DELETE FROM rule_state WHERE rule_id = %s AND subject = %s;
 
 -- name: all_rule_state
 SELECT rule_id, subject, state FROM rule_state;
+
+-- name: lock_incident
+SELECT id, status, source, service_code, dedupe_key, linked_to, duplicate_of FROM incidents WHERE id = %(id)s FOR UPDATE;
+
+-- name: set_incident_status
+UPDATE incidents
+SET status = %(status)s, updated_at = now(),
+    resolved_at = CASE WHEN %(status)s = 'resolved' THEN now() WHEN %(status)s = 'open' THEN NULL ELSE resolved_at END,
+    closed_at = CASE WHEN %(status)s = 'closed' THEN now() WHEN %(status)s = 'open' THEN NULL ELSE closed_at END,
+    assigned_to = COALESCE(%(assignee)s, assigned_to)
+WHERE id = %(id)s;
+
+-- name: linked_open_reports
+SELECT id, status FROM incidents
+WHERE linked_to = %(id)s AND status NOT IN ('resolved', 'closed')
+ORDER BY id FOR UPDATE;
+
+-- name: insert_workflow_event
+INSERT INTO incident_events (incident_id, kind, actor, from_status, to_status, note, data, public)
+VALUES (%(incident_id)s, %(kind)s, %(actor)s, %(from_status)s, %(to_status)s, %(note)s, %(data)s, %(public)s)
+RETURNING id;
+
+-- name: mark_duplicate
+UPDATE incidents SET duplicate_of = %(of)s, status = 'closed', closed_at = now(), updated_at = now()
+WHERE id = %(id)s;
+
+-- name: insert_report
+INSERT INTO incidents (source, service_code, severity, title, description, lat, lon, address, first_seen_at,
+                       last_seen_at, reporter, media_url, attributes, linked_to)
+VALUES (%(source)s, %(service_code)s, 'minor', %(title)s, %(description)s, %(lat)s, %(lon)s, %(address)s, %(now)s,
+        %(now)s, %(reporter)s, %(media_url)s, %(attributes)s, %(linked_to)s)
+RETURNING id;
+
+-- name: matching_device_incident
+-- The open device incident a citizen's report is about: same service, within the distance (metres, an
+-- equirectangular approximation that is exact enough at city scale), seen within the time window.
+SELECT id, distance_m FROM (
+    SELECT id, 111320.0 * sqrt(power(lat - %(lat)s, 2)
+                               + power((lon - %(lon)s) * cos(radians(%(lat)s)), 2)) AS distance_m
+    FROM incidents
+    WHERE source = 'device_rule' AND service_code = %(service_code)s
+      AND status NOT IN ('resolved', 'closed') AND last_seen_at >= %(since)s
+      AND lat IS NOT NULL AND lon IS NOT NULL
+) near
+WHERE distance_m <= %(distance_m)s
+ORDER BY distance_m, id
+LIMIT 1;
+
+-- name: incident_by_id
+SELECT * FROM incidents WHERE id = %(id)s;
+
+-- name: incident_events
+SELECT id, at, kind, actor, from_status, to_status, note, data, public FROM incident_events
+WHERE incident_id = %(id)s AND (public OR NOT %(public_only)s)
+ORDER BY id;
+
+-- name: list_incidents
+-- Staff listing; every filter is optional (NULL). `after_id` is the cursor: results go newest first.
+SELECT * FROM incidents
+WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
+  AND (%(source)s::text[] IS NULL OR source = ANY(%(source)s::text[]))
+  AND (%(service_code)s::text[] IS NULL OR service_code = ANY(%(service_code)s::text[]))
+  AND (%(device_id)s::text IS NULL OR device_id = %(device_id)s::text)
+  AND (%(min_lon)s::float8 IS NULL OR lon BETWEEN %(min_lon)s::float8 AND %(max_lon)s::float8)
+  AND (%(min_lat)s::float8 IS NULL OR lat BETWEEN %(min_lat)s::float8 AND %(max_lat)s::float8)
+  AND (%(created_from)s::timestamptz IS NULL OR created_at >= %(created_from)s::timestamptz)
+  AND (%(created_to)s::timestamptz IS NULL OR created_at < %(created_to)s::timestamptz)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: open311_requests
+-- Open311 GET requests: public fields only, with the latest public note as status_notes.
+SELECT i.id, i.status, i.service_code, i.description, i.title, i.created_at, i.updated_at, i.address, i.lat,
+       i.lon, i.media_url, i.source, notes.note AS status_notes
+FROM incidents i
+LEFT JOIN LATERAL (
+    SELECT note FROM incident_events e
+    WHERE e.incident_id = i.id AND e.public AND e.kind IN ('status', 'comment') AND e.note <> ''
+    ORDER BY e.id DESC LIMIT 1
+) notes ON true
+WHERE (%(ids)s::bigint[] IS NULL OR i.id = ANY(%(ids)s::bigint[]))
+  AND (%(service_code)s::text[] IS NULL OR i.service_code = ANY(%(service_code)s::text[]))
+  AND (%(statuses)s::text[] IS NULL OR i.status = ANY(%(statuses)s::text[]))
+  AND (%(start)s::timestamptz IS NULL OR i.created_at >= %(start)s::timestamptz)
+  AND (%(end)s::timestamptz IS NULL OR i.created_at <= %(end)s::timestamptz)
+  -- duplicates are hidden from listings, but answer when asked for by id
+  AND (i.duplicate_of IS NULL OR %(ids)s::bigint[] IS NOT NULL)
+ORDER BY i.id DESC
+LIMIT %(limit)s;
+
+-- name: request_updates
+-- The FixMyStreet-style updates feed: public status changes and comments in a time range.
+SELECT e.id, e.incident_id, e.at, e.to_status, e.note, i.status, i.media_url
+FROM incident_events e JOIN incidents i ON i.id = e.incident_id
+WHERE e.public AND e.kind IN ('created', 'status', 'comment')
+  AND (%(start)s::timestamptz IS NULL OR e.at >= %(start)s::timestamptz)
+  AND (%(end)s::timestamptz IS NULL OR e.at <= %(end)s::timestamptz)
+ORDER BY e.id
+LIMIT %(limit)s;
+
+-- name: incident_stats
+SELECT service_code, source, status, count(*) AS incidents,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - created_at))
+           FILTER (WHERE resolved_at IS NOT NULL) AS median_resolve_s
+FROM incidents
+WHERE created_at >= %(start)s AND created_at < %(end)s
+GROUP BY GROUPING SETS ((service_code), (source), (status), ())
+ORDER BY 1, 2, 3;
+
+-- name: devices_overview
+SELECT d.device_id, d.profile, d.kind, d.name, d.lat, d.lon, d.attributes, d.first_seen, d.last_seen,
+       d.uplink_frames_lost, t.time AS reading_time, t.lat AS reading_lat, t.lon AS reading_lon,
+       t.speed_kmh, t.fill_pct, t.temperature_c, t.battery_pct, t.tilted, t.event
+FROM devices d
+LEFT JOIN LATERAL (
+    SELECT * FROM telemetry WHERE telemetry.device_id = d.device_id ORDER BY time DESC LIMIT 1
+) t ON true
+WHERE (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
+  AND (%(device_id)s::text IS NULL OR d.device_id = %(device_id)s::text)
+ORDER BY d.device_id
+LIMIT %(limit)s;
+
+-- name: latest_positions
+SELECT DISTINCT ON (d.device_id) d.device_id, d.kind, d.name, t.time, t.lat, t.lon, t.speed_kmh, t.heading_deg
+FROM devices d
+JOIN LATERAL (
+    SELECT time, lat, lon, speed_kmh, heading_deg FROM telemetry
+    WHERE telemetry.device_id = d.device_id AND lat IS NOT NULL ORDER BY time DESC LIMIT 1
+) t ON true
+ORDER BY d.device_id;
+
+-- name: telemetry_count
+SELECT count(*) FROM telemetry WHERE device_id = %(device_id)s AND time >= %(start)s AND time < %(end)s;
+
+-- name: telemetry_range
+SELECT time, lat, lon, speed_kmh, heading_deg, fill_pct, distance_mm, temperature_c, battery_pct, battery_v,
+       tilted, weight_kg, rfid, event
+FROM telemetry WHERE device_id = %(device_id)s AND time >= %(start)s AND time < %(end)s
+ORDER BY time;
+
+-- name: telemetry_downsampled
+-- Averages per time bucket when a range holds more rows than asked for.
+SELECT date_bin(%(bucket)s::interval, time, %(start)s) AS time, avg(lat) AS lat, avg(lon) AS lon,
+       avg(speed_kmh) AS speed_kmh, max(fill_pct) AS fill_pct, avg(temperature_c) AS temperature_c,
+       min(battery_pct) AS battery_pct, count(*) AS readings
+FROM telemetry WHERE device_id = %(device_id)s AND time >= %(start)s AND time < %(end)s
+GROUP BY 1 ORDER BY 1;
+
+-- name: open_incidents_with_place
+SELECT id, service_code, status, severity, title, source, lat, lon, created_at FROM incidents
+WHERE status NOT IN ('resolved', 'closed') AND lat IS NOT NULL AND lon IS NOT NULL
+ORDER BY id DESC LIMIT %(limit)s;

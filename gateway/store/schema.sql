@@ -166,25 +166,32 @@ CREATE TABLE incidents (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     resolved_at     timestamptz,
-    closed_at       timestamptz
+    closed_at       timestamptz,
+    -- a citizen report linked to the device incident it matches (same service, near, recent)
+    linked_to       bigint REFERENCES incidents (id)
 );
 CREATE UNIQUE INDEX incidents_one_open_per_cause ON incidents (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status NOT IN ('resolved', 'closed');
 CREATE INDEX incidents_status_idx ON incidents (status, created_at);
 CREATE INDEX incidents_service_code_idx ON incidents (service_code, created_at);
 CREATE INDEX incidents_device_idx ON incidents (device_id, created_at);
+CREATE INDEX incidents_linked_to_idx ON incidents (linked_to) WHERE linked_to IS NOT NULL;
+CREATE INDEX incidents_open_place_idx ON incidents (service_code, lat, lon) WHERE status NOT IN ('resolved', 'closed');
 
 CREATE TABLE incident_events (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     incident_id  bigint NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
     at           timestamptz NOT NULL DEFAULT now(),
-    kind         text NOT NULL
-                 CHECK (kind IN ('created', 'occurrence', 'status', 'severity', 'comment', 'assignment', 'merge')),
+    kind         text NOT NULL,
     actor        text NOT NULL,
     from_status  text,
     to_status    text,
     note         text NOT NULL DEFAULT '',
-    data         jsonb NOT NULL DEFAULT '{}'::jsonb
+    data         jsonb NOT NULL DEFAULT '{}'::jsonb,
+    -- internal notes stay out of Open311's status_notes and the public updates feed
+    public       boolean NOT NULL DEFAULT true,
+    CONSTRAINT incident_events_kind_check
+        CHECK (kind IN ('created', 'occurrence', 'status', 'severity', 'comment', 'assignment', 'merge', 'link'))
 );
 CREATE INDEX incident_events_incident_idx ON incident_events (incident_id, id);
 CREATE INDEX incident_events_at_idx ON incident_events (at);
@@ -197,4 +204,11 @@ CREATE TABLE rule_state (
     state       jsonb NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (rule_id, subject)
+);
+
+-- Webhooks deliver incident_events in order from here; the cursor survives restarts.
+CREATE TABLE webhook_cursor (
+    url            text PRIMARY KEY,
+    last_event_id  bigint NOT NULL DEFAULT 0,
+    updated_at     timestamptz NOT NULL DEFAULT now()
 );

@@ -1,0 +1,57 @@
+"""Staff API tokens: `WASTEGATE_API_TOKENS` = "token:role[:name]" entries; roles viewer < operator < admin.
+
+A missing or unknown token is 401, a token below the role an endpoint needs is 403. The actor recorded in
+`incident_events` is the token's name, or its role and a short digest of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+ROLES = ("viewer", "operator", "admin")
+_bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class Staff:
+    role: str
+    name: str
+
+    @property
+    def actor(self) -> str:
+        return f"staff:{self.name}"
+
+
+def parse_tokens(entries: list[str]) -> dict[str, Staff]:
+    tokens = {}
+    for entry in entries:
+        parts = entry.split(":")
+        if len(parts) not in (2, 3) or parts[1] not in ROLES or not parts[0]:
+            raise ValueError(f"API token entries are token:role[:name] with role in {ROLES}; got {entry[:4]}…")
+        name = parts[2] if len(parts) == 3 else f"{parts[1]}-{hashlib.sha256(parts[0].encode()).hexdigest()[:6]}"
+        tokens[parts[0]] = Staff(parts[1], name)
+    return tokens
+
+
+def requires(role: str) -> Callable[..., Awaitable[Staff]]:
+    needed = ROLES.index(role)
+
+    async def check(request: Request,
+                    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Staff:  # noqa: B008
+        tokens: dict[str, Staff] = request.app.state.tokens
+        if credentials is None:
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        staff = next((s for t, s in tokens.items() if hmac.compare_digest(t, credentials.credentials)), None)
+        if staff is None:
+            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        if ROLES.index(staff.role) < needed:
+            raise HTTPException(403, f"this needs the {role} role; the token is {staff.role}")
+        return staff
+
+    return check

@@ -1,0 +1,257 @@
+"""Open311 GeoReport v2 for citizens' apps, in JSON and XML (`.json` / `.xml` on every path).
+
+Device-detected incidents are listed as the city's own reports. Reporters' personal data (name, e-mail,
+phone, device and account ids) is stored for staff and never appears in these responses. Errors are the
+specification's `[{"code", "description"}]` with HTTP 400, 403 or 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from xml.etree import ElementTree
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from psycopg.rows import dict_row
+
+from gateway.api.context import ApiContext, context
+from gateway.catalogue import ServiceDefinition
+from gateway.store.queries import query
+from gateway.store.workflow import OPEN_STATUSES, NewReport, create_report
+
+router = APIRouter(prefix="/open311/v2", tags=["open311"])
+
+MAX_DESCRIPTION = 4000
+MAX_WINDOW = timedelta(days=90)
+_ATTRIBUTE = re.compile(r"^attribute\[([A-Za-z0-9_.-]+)\]$")
+_REPORTER_FIELDS = ("email", "first_name", "last_name", "phone", "device_id", "account_id")
+
+
+class Open311Error(Exception):
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+
+
+def render(data: Any, fmt: str, root: str, item: str | None, status: int = 200) -> Response:
+    """JSON as is; XML as <root><item>…</item>…</root>, or <root>…</root> for one object (item None)."""
+    if fmt == "json":
+        return JSONResponse(data, status_code=status)
+    element = ElementTree.Element(root)
+    if item is None:
+        for key, value in data.items():
+            _append_value(element, key, value)
+    else:
+        for entry in data:
+            _append(element, item, entry)
+    body = b'<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(element, encoding="utf-8")
+    return Response(body, status_code=status, media_type="text/xml; charset=utf-8")
+
+
+def _append(parent: ElementTree.Element, tag: str, value: Any) -> None:
+    child = ElementTree.SubElement(parent, tag)
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _append_value(child, key, inner)
+    elif value is not None:
+        child.text = str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _append_value(parent: ElementTree.Element, key: str, value: Any) -> None:
+    """A list becomes <attributes><attribute/>…</attributes>, as the specification writes them."""
+    if isinstance(value, list):
+        holder = ElementTree.SubElement(parent, key)
+        for entry in value:
+            _append(holder, key[:-1] if key.endswith("s") else "item", entry)
+    else:
+        _append(parent, key, value)
+
+
+def error_response(exc: Open311Error, fmt: str) -> Response:
+    return render([{"code": exc.status, "description": exc.description}], fmt, "errors", "error", exc.status)
+
+
+def _fmt(fmt: str) -> str:
+    if fmt not in ("json", "xml"):
+        raise Open311Error(404, f"unknown format {fmt!r}: use .json or .xml")
+    return fmt
+
+
+def _service(service: ServiceDefinition) -> dict[str, Any]:
+    return {
+        "service_code": service.service_code, "service_name": service.service_name,
+        "description": service.description, "metadata": bool(service.attributes), "type": "realtime",
+        "keywords": ",".join(service.keywords), "group": service.group,
+    }
+
+
+@router.get("/services.{fmt}", summary="The service catalogue")
+async def services(fmt: str, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+    return render([_service(s) for s in api.catalogue.services], _fmt(fmt), "services", "service")
+
+
+@router.get("/services/{service_code}.{fmt}", summary="A service definition (its extra attributes)")
+async def service_definition(service_code: str, fmt: str, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+    fmt = _fmt(fmt)
+    service = next((s for s in api.catalogue.services if s.service_code == service_code), None)
+    if service is None:
+        raise Open311Error(404, f"no service {service_code!r}")
+    definition = {"service_code": service.service_code, "attributes": list(service.attributes)}
+    return render(definition, fmt, "service_definition", None)
+
+
+@router.post("/requests.{fmt}", summary="Report a problem (form-encoded, api_key required)")
+async def post_request(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+    fmt = _fmt(fmt)
+    form = await request.form()
+    fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
+    key = fields.get("api_key", "")
+    if not key or not any(hmac.compare_digest(key, k) for k in api.settings.open311_api_keys):
+        raise Open311Error(403, "a valid api_key is required")
+    code = fields.get("service_code", "")
+    service = next((s for s in api.catalogue.services if s.service_code == code), None)
+    if service is None:
+        raise Open311Error(400 if not code else 404, f"unknown service_code {code!r}" if code else
+                           "service_code is required")
+    lat, lon = _coordinate(fields.get("lat"), -90, 90, "lat"), _coordinate(fields.get("long"), -180, 180, "long")
+    address = fields.get("address_string", "").strip() or None
+    if (lat is None) != (lon is None):
+        raise Open311Error(400, "lat and long go together")
+    if lat is None and address is None:
+        raise Open311Error(400, "a location is required: lat and long, or address_string")
+    description = fields.get("description", "")
+    if len(description) > MAX_DESCRIPTION:
+        raise Open311Error(400, f"description is longer than {MAX_DESCRIPTION} characters")
+    media_url = fields.get("media_url") or None
+    if media_url and (len(media_url) > 2048 or not re.match(r"^https?://[^\s]+$", media_url)):
+        raise Open311Error(400, "media_url must be an http(s) URL")
+    attributes = {m.group(1): value for k, value in fields.items() if (m := _ATTRIBUTE.match(k))}
+    reporter = {f: fields[f] for f in _REPORTER_FIELDS if fields.get(f)}
+    report = NewReport("citizen", code, service.service_name, description, lat, lon, address, media_url,
+                       attributes, reporter or None)
+    async with api.pool.connection() as conn, conn.transaction():
+        incident_id, _ = await create_report(
+            conn, report, api.clock(), api.settings.correlation_distance_m,
+            timedelta(seconds=api.settings.correlation_window_s))
+    return render([{"service_request_id": str(incident_id), "service_notice": "", "account_id": None}], fmt,
+                  "service_requests", "request")
+
+
+def _coordinate(raw: str | None, low: float, high: float, name: str) -> float | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Open311Error(400, f"{name} must be a number") from None
+    if not low <= value <= high or value != value:
+        raise Open311Error(400, f"{name} must be between {low} and {high}")
+    return value
+
+
+def _parse_time(raw: str | None, name: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise Open311Error(400, f"{name} must be a W3C date-time, e.g. 2026-11-23T08:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _window(start_raw: str | None, end_raw: str | None, now: datetime) -> tuple[datetime | None, datetime | None]:
+    start, end = _parse_time(start_raw, "start_date"), _parse_time(end_raw, "end_date")
+    if start is None and end is None:
+        return now - MAX_WINDOW, None
+    if start is not None and end is not None:
+        if end < start:
+            raise Open311Error(400, "end_date is before start_date")
+        if end - start > MAX_WINDOW:
+            raise Open311Error(400, "start_date and end_date may be at most 90 days apart")
+    elif start is None and end is not None:
+        start = end - MAX_WINDOW
+    return start, end
+
+
+def _request(row: dict[str, Any], services: dict[str, ServiceDefinition]) -> dict[str, Any]:
+    service = services.get(row["service_code"])
+    return {
+        "service_request_id": str(row["id"]),
+        "status": "open" if row["status"] in OPEN_STATUSES else "closed",
+        "status_notes": row["status_notes"],
+        "service_name": service.service_name if service else row["title"],
+        "service_code": row["service_code"],
+        "description": row["description"] or row["title"],
+        "agency_responsible": service.responsible if service else None,
+        "service_notice": "reported by the city's sensors" if row["source"] == "device_rule" else None,
+        "requested_datetime": row["created_at"].isoformat(),
+        "updated_datetime": row["updated_at"].isoformat(),
+        "expected_datetime": None,
+        "address": row["address"],
+        "address_id": None,
+        "zipcode": None,
+        "lat": row["lat"],
+        "long": row["lon"],
+        "media_url": row["media_url"],
+    }
+
+
+async def _requests(api: ApiContext, **filters: Any) -> list[dict[str, Any]]:
+    services = {s.service_code: s for s in api.catalogue.services}
+    async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("open311_requests"), filters)
+        return [_request(row, services) for row in await cur.fetchall()]
+
+
+@router.get("/requests.{fmt}", summary="Requests, newest first (at most 90 days at a time)")
+async def get_requests(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+    fmt = _fmt(fmt)
+    params = request.query_params
+    ids = None
+    if params.get("service_request_id"):
+        try:
+            ids = [int(part) for part in params["service_request_id"].split(",") if part.strip()]
+        except ValueError:
+            raise Open311Error(400, "service_request_id must be a comma-separated list of ids") from None
+    status = params.get("status")
+    if status not in (None, "", "open", "closed"):
+        raise Open311Error(400, "status must be open or closed")
+    statuses = list(OPEN_STATUSES) if status == "open" else ["resolved", "closed"] if status == "closed" else None
+    start, end = (None, None) if ids else _window(params.get("start_date"), params.get("end_date"), api.clock())
+    codes = [c for c in params.get("service_code", "").split(",") if c] or None
+    rows = await _requests(api, ids=ids, service_code=codes, statuses=statuses, start=start, end=end, limit=1000)
+    return render(rows, fmt, "service_requests", "request")
+
+
+@router.get("/requests/{request_id}.{fmt}", summary="One request")
+async def get_request(request_id: str, fmt: str, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+    fmt = _fmt(fmt)
+    if not request_id.isdigit() or len(request_id) > 18:
+        raise Open311Error(404, f"no request {request_id!r}")
+    rows = await _requests(api, ids=[int(request_id)], service_code=None, statuses=None, start=None, end=None,
+                           limit=1)
+    if not rows:
+        raise Open311Error(404, f"no request {request_id!r}")
+    return render(rows, fmt, "service_requests", "request")
+
+
+@router.get("/servicerequestupdates.{fmt}", summary="Public updates of requests (FixMyStreet style)")
+async def request_updates(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+    fmt = _fmt(fmt)
+    start, end = _window(request.query_params.get("start_date"), request.query_params.get("end_date"), api.clock())
+    async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("request_updates"), {"start": start, "end": end, "limit": 1000})
+        rows = await cur.fetchall()
+    updates = [{
+        "update_id": str(row["id"]),
+        "service_request_id": str(row["incident_id"]),
+        "status": ("open" if (row["to_status"] or "open") in OPEN_STATUSES else "closed").upper(),
+        "updated_datetime": row["at"].isoformat(),
+        "description": row["note"],
+        "media_url": row["media_url"],
+    } for row in rows]
+    return render(updates, fmt, "service_request_updates", "request_update")
