@@ -30,6 +30,7 @@ from gateway.store.devices import load_devices
 from gateway.store.migrate import maintain_partitions
 from gateway.store.pool import open_pool
 from gateway.store.rule_state import load_rule_states
+from gateway.webhooks import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -76,49 +77,59 @@ class Gateway:
         self.source = source_config(settings, self.profiles).build()
         self.pipeline: Pipeline | None = None
         self._refused_signature: tuple[tuple[str, int, int], ...] | None = None
+        self._database_ok = True
 
     def readiness(self) -> dict[str, bool]:
-        return {
-            "mqtt": self.source.connected.is_set(),
-            "database": self.pipeline is not None and self.pipeline.database_ok,
-        }
+        checks = {"database": self._database_ok}
+        if self.settings.gateway_enabled:
+            checks["mqtt"] = self.source.connected.is_set()
+            checks["database"] = self.pipeline is not None and self.pipeline.database_ok
+        return checks
 
     async def run(self, stop: asyncio.Event) -> None:
+        """The gateway and the API (each can be switched off), until `stop` is set."""
         settings = self.settings
-        await asyncio.to_thread(self._maintain_partitions)
+        if settings.gateway_enabled:
+            await asyncio.to_thread(self._maintain_partitions)
         pool = await open_pool(settings.database_url)
         try:
-            await self._refresh_devices(pool)
-            counters = FrameCounters({d.device_id: d.last_f_cnt for d in self.devices if d.last_f_cnt is not None})
-            normalizer = Normalizer(
-                self.devices, timedelta(seconds=settings.max_future_s), timedelta(seconds=settings.max_past_s),
-                counters,
-            )
-            ingestor = Ingestor(self.profiles, normalizer, settings.max_payload_bytes, self.clock)
-            kinds = {p.name: p.config.kind for p in self.profiles.profiles}
-            async with pool.connection() as conn:
-                stored_states = await load_rule_states(conn)
-            self.engine = RuleEngine(
-                self.rules, self.devices,
-                {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
-                stored_states, {d.device_id: d.last_seen for d in self.devices if d.last_seen is not None},
-            )
-            self.pipeline = Pipeline(
-                self.source, ingestor, pool, kinds, settings.batch_max_size, settings.batch_max_age_ms / 1000,
-                self.engine, self.clock,
-            )
-            await self.source.start()
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.pipeline.run(stop))
-                tasks.create_task(self._every(settings.device_refresh_s, lambda: self._refresh_devices(pool), stop))
-                tasks.create_task(self._every(3600, lambda: asyncio.to_thread(self._maintain_partitions), stop))
-                tasks.create_task(self._every(settings.rules_reload_s, self.reload_rules_if_changed, stop))
-                tasks.create_task(self._every(settings.sweep_s, lambda: self._sweep(stop), stop))
+                if settings.gateway_enabled:
+                    await self._start_gateway(pool, tasks, stop)
                 if settings.api_enabled:
                     tasks.create_task(self._serve_api(stop, pool))
+                    for url in settings.webhook_urls:
+                        tasks.create_task(WebhookDelivery(pool, url, settings.webhook_secret).run(stop))
         finally:
-            await self.source.close()
+            if settings.gateway_enabled:
+                await self.source.close()
             await pool.close()
+
+    async def _start_gateway(self, pool: AsyncConnectionPool, tasks: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+        settings = self.settings
+        await self._refresh_devices(pool)
+        counters = FrameCounters({d.device_id: d.last_f_cnt for d in self.devices if d.last_f_cnt is not None})
+        normalizer = Normalizer(
+            self.devices, timedelta(seconds=settings.max_future_s), timedelta(seconds=settings.max_past_s), counters,
+        )
+        ingestor = Ingestor(self.profiles, normalizer, settings.max_payload_bytes, self.clock)
+        kinds = {p.name: p.config.kind for p in self.profiles.profiles}
+        async with pool.connection() as conn:
+            stored_states = await load_rule_states(conn)
+        self.engine = RuleEngine(
+            self.rules, self.devices, {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
+            stored_states, {d.device_id: d.last_seen for d in self.devices if d.last_seen is not None},
+        )
+        self.pipeline = Pipeline(
+            self.source, ingestor, pool, kinds, settings.batch_max_size, settings.batch_max_age_ms / 1000,
+            self.engine, self.clock,
+        )
+        await self.source.start()
+        tasks.create_task(self.pipeline.run(stop))
+        tasks.create_task(self._every(settings.device_refresh_s, lambda: self._refresh_devices(pool), stop))
+        tasks.create_task(self._every(3600, lambda: asyncio.to_thread(self._maintain_partitions), stop))
+        tasks.create_task(self._every(settings.rules_reload_s, self.reload_rules_if_changed, stop))
+        tasks.create_task(self._every(settings.sweep_s, lambda: self._sweep(stop), stop))
 
     def reload_rules_if_changed(self) -> bool:
         """Swaps in edited rule files; a set that does not load is refused and the running rules stay."""

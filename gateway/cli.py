@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 app = typer.Typer(help="Wastegate: telemetry gateway for municipal waste services.", no_args_is_help=True)
 devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
@@ -39,26 +42,33 @@ def migrate() -> None:
 
 
 @app.command()
-def serve(log_level: LogLevel = "warning") -> None:
-    """Run the gateway (and its HTTP API) until SIGINT or SIGTERM, then flush, commit, acknowledge, exit."""
+def serve(
+    log_level: LogLevel = "warning",
+    api: Annotated[bool, typer.Option("--api/--no-api", help="serve the HTTP API")] = True,
+    gateway: Annotated[bool, typer.Option("--gateway/--no-gateway", help="ingest from MQTT and run the rules")] = True,
+) -> None:
+    """Run the gateway and its HTTP API until SIGINT or SIGTERM, then flush, commit, acknowledge, exit."""
     from gateway.app import Gateway
     from gateway.logs import configure_logging
 
+    if not api and not gateway:
+        raise typer.BadParameter("--no-api and --no-gateway together leave nothing to run")
     configure_logging(log_level)
-    settings = Settings()
-    gateway = Gateway(settings)
-    asyncio.run(_run_until_signal(gateway))
+    overrides: dict[str, bool] = {}
+    if not api:
+        overrides["api_enabled"] = False
+    if not gateway:
+        overrides["gateway_enabled"] = False
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    asyncio.run(_run_until_signal(Gateway(settings)))
 
 
-async def _run_until_signal(gateway: object) -> None:
-    from gateway.app import Gateway
-
-    assert isinstance(gateway, Gateway)
+async def _run_until_signal(runner: Gateway) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await gateway.run(stop)
+    await runner.run(stop)
 
 
 @devices_app.command("import")

@@ -36,3 +36,6 @@ LATE_READINGS = Counter(
     "wastegate_late_readings_total",
     "Readings older than the last one evaluated for their device: stored, not evaluated",
 )
+WEBHOOKS_DELIVERED = Counter("wastegate_webhooks_delivered_total", "Incident events delivered to webhook subscribers")
+WEBHOOK_FAILURES = Counter("wastegate_webhook_failures_total", "Webhook deliveries that failed and will be retried")
+READINGS_DECODED = Counter("wastegate_readings_decoded_total", "Readings decoded from messages (before storing)")

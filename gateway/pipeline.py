@@ -74,6 +74,7 @@ class Pipeline:
         metrics.MESSAGES_RECEIVED.inc(len(batch))
         metrics.BATCH_SIZE.observe(len(batch))
         result = self.ingestor.process(batch)
+        metrics.READINGS_DECODED.inc(len(result.readings))
         rules = self.engine.evaluate(result.readings, self.clock()) if self.engine else None
         stats = await self._commit_with_retry(batch, result, rules, stop)
         if stats is None:

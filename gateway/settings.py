@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_enabled: bool = True
+    gateway_enabled: bool = True  # off: an API-only process (`wastegate serve --no-gateway`)
 
     batch_max_size: int = Field(default=1000, ge=1)
     batch_max_age_ms: int = Field(default=200, ge=1)
@@ -60,8 +61,12 @@ class Settings(BaseSettings):
     correlation_window_s: int = Field(default=24 * 3600, ge=0)
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     api_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Subscribers to incident changes (comma-separated URLs), and the secret their bodies are signed with.
+    webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_secret: str = ""
 
-    @field_validator("mqtt_extra_subscriptions", "open311_api_keys", "api_tokens", "api_cors_origins", mode="before")
+    @field_validator("mqtt_extra_subscriptions", "open311_api_keys", "api_tokens", "api_cors_origins", "webhook_urls",
+                     mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from gateway import __version__
 from gateway.api import devices, incidents, open311
@@ -49,6 +49,6 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors())
     if request.url.path.startswith(open311.router.prefix):
         return open311.error_response(open311.Open311Error(400, problems), _format_of(request))
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse({"detail": exc.errors(), "message": problems}, status_code=422)
+    # What was sent is not echoed back: it can be anything, bytes that are not even text among it.
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse({"detail": detail, "message": problems}, status_code=422)

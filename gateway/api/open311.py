@@ -104,7 +104,21 @@ async def service_definition(service_code: str, fmt: str, api: ApiContext = Depe
     return render(definition, fmt, "service_definition", None)
 
 
-@router.post("/requests.{fmt}", summary="Report a problem (form-encoded, api_key required)")
+_REQUEST_FORM = {
+    "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["api_key", "service_code"],
+        "properties": {
+            "api_key": {"type": "string"}, "service_code": {"type": "string"},
+            "lat": {"type": "number"}, "long": {"type": "number"}, "address_string": {"type": "string"},
+            "description": {"type": "string", "maxLength": MAX_DESCRIPTION}, "media_url": {"type": "string"},
+            **{field: {"type": "string"} for field in _REPORTER_FIELDS},
+        },
+    }}}},
+}
+
+
+@router.post("/requests.{fmt}", summary="Report a problem (form-encoded, api_key required)",
+             openapi_extra=_REQUEST_FORM)
 async def post_request(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
     fmt = _fmt(fmt)
     form = await request.form()

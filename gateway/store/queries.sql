@@ -282,3 +282,25 @@ GROUP BY 1 ORDER BY 1;
 SELECT id, service_code, status, severity, title, source, lat, lon, created_at FROM incidents
 WHERE status NOT IN ('resolved', 'closed') AND lat IS NOT NULL AND lon IS NOT NULL
 ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: webhook_cursor
+SELECT last_event_id FROM webhook_cursor WHERE url = %(url)s;
+
+-- name: start_webhook_cursor
+-- A new subscriber hears of what happens from now on, not of the whole history.
+INSERT INTO webhook_cursor (url, last_event_id)
+SELECT %(url)s, COALESCE(max(id), 0) FROM incident_events
+ON CONFLICT (url) DO NOTHING;
+
+-- name: advance_webhook_cursor
+UPDATE webhook_cursor SET last_event_id = %(event_id)s, updated_at = now() WHERE url = %(url)s;
+
+-- name: webhook_events
+SELECT e.id AS event_id, e.at, e.kind, e.actor, e.from_status, e.to_status, e.note, e.public,
+       i.id, i.source, i.service_code, i.status, i.severity, i.title, i.description, i.rule_id, i.device_id,
+       i.lat, i.lon, i.address, i.occurrences, i.assigned_to, i.linked_to, i.duplicate_of, i.created_at,
+       i.updated_at
+FROM incident_events e JOIN incidents i ON i.id = e.incident_id
+WHERE e.id > %(after)s
+ORDER BY e.id
+LIMIT %(limit)s;
