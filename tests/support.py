@@ -47,7 +47,8 @@ def publish(mqtt_url: str, messages: Sequence[tuple[str, bytes | str]]) -> None:
 
 
 @contextmanager
-def running_gateway(settings: Settings, clock: Callable[[], Any] | None = None) -> Iterator[Gateway]:
+def running_gateway(settings: Settings, clock: Callable[[], Any] | None = None,
+                    wait_for_mqtt: bool = True) -> Iterator[Gateway]:
     """Runs a Gateway on its own event loop thread; stops it (flush, commit, ack) on exit."""
     gateway = Gateway(settings, clock) if clock else Gateway(settings)
     loop = asyncio.new_event_loop()
@@ -64,11 +65,12 @@ def running_gateway(settings: Settings, clock: Callable[[], Any] | None = None) 
     thread = threading.Thread(target=main, name="gateway", daemon=True)
     thread.start()
     try:
-        wait_until(lambda: gateway.source.connected.is_set() or failure, timeout_s=20)
-        if failure:
-            raise failure[0]
-        # The subscription is sent right after CONNACK; give the broker a moment to register it.
-        time.sleep(0.2)
+        if wait_for_mqtt:
+            wait_until(lambda: gateway.source.connected.is_set() or failure, timeout_s=20)
+            if failure:
+                raise failure[0]
+            # The subscription is sent right after CONNACK; give the broker a moment to register it.
+            time.sleep(0.2)
         yield gateway
     finally:
         loop.call_soon_threadsafe(stop.set)

@@ -106,6 +106,9 @@ async def transition(conn: AsyncConnection, incident_id: int, action: str, actor
                         public=False)
     if target in ("resolved", "closed"):
         await _follow_linked(conn, incident_id, target, actor)
+        if current["linked_to"] is not None:  # the device incident hears of its citizen report's outcome
+            await add_event(conn, current["linked_to"], "link", actor,
+                            note=f"linked citizen report {incident_id} {target}", data={"report": incident_id})
     return target
 
 

@@ -161,6 +161,16 @@ def test_a_citizen_report_next_to_a_device_incident_is_linked_and_resolved_with_
     assert api.http.get(f"/open311/v2/requests/{ids[1]}.json").json()[0]["status"] == "open"
     updates = api.http.get("/open311/v2/servicerequestupdates.json").json()
     assert {"service_request_id": str(ids[0]), "status": "CLOSED"}.items() <= updates[-1].items()
+    # and the other way round: closing a linked report is noted on the device incident
+    second = int(api.report().json()[0]["service_request_id"])
+    api.http.post(f"/api/v1/incidents/{device_incident}/actions", headers=api.staff("operator"),
+                  json={"action": "reopen"})
+    relinked = api.report()
+    report = int(relinked.json()[0]["service_request_id"])
+    api.http.post(f"/api/v1/incidents/{report}/actions", headers=api.staff("operator"), json={"action": "close"})
+    notes = [e["note"] for e in api.http.get(f"/api/v1/incidents/{device_incident}",
+                                              headers=api.staff("viewer")).json()["events"] if e["kind"] == "link"]
+    assert notes[-1] == f"linked citizen report {report} closed" and second != report
 
 
 def test_staff_tokens_and_roles(api: Api) -> None:
@@ -242,6 +252,14 @@ def test_devices_maps_and_stats(api: Api) -> None:
     series = api.http.get("/api/v1/devices/C-0001/telemetry", headers=viewer,
                           params={"max_points": 10}).json()
     assert series["readings"] == 2 and len(series["points"]) == 2 and series["bucket_s"] is None
+    start = datetime.now(UTC) - timedelta(hours=3)
+    publish(api.settings.mqtt_url, [("containers/C-0001/telemetry", json.dumps(
+        {"ts": (start + timedelta(minutes=2 * i)).isoformat(), "fill_pct": i})) for i in range(40)])
+    wait_until(lambda: scalar(api.settings.database_url, "SELECT count(*) FROM telemetry") == 42)
+    long = api.http.get("/api/v1/devices/C-0001/telemetry", headers=viewer, params={
+        "max_points": 10, "start": start.isoformat(), "end": (start + timedelta(minutes=80)).isoformat()}).json()
+    assert long["readings"] == 40 and long["bucket_s"] == 481 and len(long["points"]) == 10
+    assert long["points"][0]["fill_pct"] == 4 and long["points"][0]["readings"] == 5
     assert api.http.get("/api/v1/devices/nope", headers=viewer).status_code == 404
     incidents_map = api.http.get("/api/v1/map/incidents.geojson", headers=viewer).json()
     assert incidents_map["features"][0]["geometry"]["coordinates"] == [2.1744, 41.4036]
@@ -334,3 +352,13 @@ def test_a_broken_body_is_a_4xx_not_a_500(api: Api, content_type: str, body: byt
     response = api.http.post("/api/v1/incidents", headers={**api.staff("operator"), "Content-Type": content_type},
                              content=body)
     assert 400 <= response.status_code < 500, response.text
+
+
+def test_an_api_only_process(settings: Settings) -> None:
+    settings = settings.model_copy(update={"gateway_enabled": False, "api_enabled": True, "api_port": free_port()})
+    with running_gateway(settings, wait_for_mqtt=False):
+        base = f"http://127.0.0.1:{settings.api_port}"
+        wait_until(lambda: _up(base))
+        ready = httpx.get(f"{base}/readyz").json()
+        assert ready == {"ready": True, "checks": {"database": True}}
+        assert httpx.get(f"{base}/open311/v2/services.json").status_code == 200
