@@ -362,3 +362,23 @@ def test_an_api_only_process(settings: Settings) -> None:
         ready = httpx.get(f"{base}/readyz").json()
         assert ready == {"ready": True, "checks": {"database": True}}
         assert httpx.get(f"{base}/open311/v2/services.json").status_code == 200
+
+
+def test_staff_and_partner_reports_and_the_devices_map(api: Api) -> None:
+    op = api.staff("operator")
+    created = api.http.post("/api/v1/incidents", headers=op, json={
+        "service_code": "illegal_dumping", "source": "partner", "lat": 41.38, "lon": 2.17, "description": "Sofa"})
+    assert created.status_code == 201
+    incident = api.http.get(f"/api/v1/incidents/{created.json()['id']}", headers=op).json()
+    assert (incident["source"], incident["service_code"], incident["status"]) == ("partner", "illegal_dumping", "open")
+    assert api.http.post("/api/v1/incidents", headers=op, json={"service_code": "nope"}).status_code == 422
+    assert api.http.post("/api/v1/incidents", headers=op, json={"service_code": "illegal_dumping",
+                                                                "colour": "red"}).status_code == 422
+    assert api.http.post("/api/v1/incidents", headers=api.staff("viewer"),
+                         json={"service_code": "illegal_dumping"}).status_code == 403
+    publish(api.settings.mqtt_url, [("trucks/T1/telemetry", json.dumps(
+        {"ts": datetime.now(UTC).isoformat(), "lat": 41.39, "lon": 2.16, "speed_kmh": 12.0}))])
+    wait_until(lambda: scalar(api.settings.database_url, "SELECT count(*) FROM telemetry") == 1)
+    trucks = api.http.get("/api/v1/map/devices.geojson", headers=api.staff("viewer")).json()
+    (truck,) = trucks["features"]
+    assert truck["geometry"]["coordinates"] == [2.16, 41.39] and truck["properties"]["device_id"] == "T1"
