@@ -45,6 +45,7 @@ def source_config(settings: Settings, profiles: ProfileSet) -> MqttSourceConfig:
     return MqttSourceConfig(
         url=settings.mqtt_url,
         client_id=settings.mqtt_client_id,
+        protocol=settings.mqtt_protocol,
         subscriptions=tuple(profiles.subscriptions + settings.mqtt_extra_subscriptions),
         shared_group=settings.mqtt_shared_group,
         receive_maximum=settings.mqtt_receive_maximum,

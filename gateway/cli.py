@@ -184,14 +184,89 @@ def profiles_check(
 def demo(
     duration: Annotated[float | None, typer.Option(help="seconds to run; until Ctrl-C when omitted")] = None,
     api_port: Annotated[int, typer.Option(help="port of the HTTP API")] = 8000,
-    log_level: LogLevel = "warning",
+    speedup: Annotated[float, typer.Option(help="simulated seconds per real second")] = 60.0,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="the live terminal view")] = True,
+    broker: Annotated[str, typer.Option(help="mosquitto, amqtt, or auto (Mosquitto when installed)")] = "auto",
+    log_level: LogLevel = "error",
 ) -> None:
-    """Start a throwaway Mosquitto and PostgreSQL, the gateway, and sample traffic; remove it all at the end."""
-    from gateway.demo import run_demo
+    """A throwaway broker and PostgreSQL, the gateway, its API and a simulated city; removed at the end.
+
+    Prints the ground-truth score; exits 1 when precision or recall is below 0.95."""
+    from gateway.demo import exit_code, run_demo
     from gateway.logs import configure_logging
 
     configure_logging(log_level)
-    raise typer.Exit(run_demo(duration, api_port))
+    if broker not in ("auto", "mosquitto", "amqtt"):
+        raise typer.BadParameter("--broker is mosquitto, amqtt or auto")
+    raise typer.Exit(exit_code(run_demo(duration, api_port, speedup, live, broker_kind=broker)))
+
+
+simulate_app = typer.Typer(help="The simulated city: traffic with known ground truth, and its score.",
+                           no_args_is_help=True)
+app.add_typer(simulate_app, name="simulate")
+
+
+@simulate_app.command("run")
+def simulate_run(
+    duration: Annotated[float, typer.Option(help="seconds to publish")] = 60.0,
+    speedup: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
+    containers: Annotated[int, typer.Option(help="street containers")] = 12,
+    trucks: Annotated[int, typer.Option(help="trucks on door-to-door rounds")] = 3,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same city")] = 7,
+    truth: Annotated[Path, typer.Option(help="where to write the ground truth (JSONL)")] = Path("truth.jsonl"),
+    register: Annotated[bool, typer.Option(help="upsert the city's devices first")] = True,
+) -> None:
+    """Publish the city's traffic to WASTEGATE_MQTT_URL and write the incidents it causes on purpose.
+
+    The gateway's clock is real time here: keep --speedup 1 for the timed rules (silence, collection
+    windows); a higher speed-up is load with device times in the past."""
+    import dataclasses
+    import json
+    import time as wall
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.sources.mqtt import MqttPublisher
+    from gateway.store.devices import upsert_devices
+    from simulators.city import City
+    from simulators.clock import SimClock
+
+    settings = Settings()
+    start = datetime.now(UTC) - timedelta(seconds=duration * speedup if speedup > 1 else 0)
+    city = City(start, containers=containers, trucks=trucks, seed=seed)
+    if register:
+        upsert_devices(settings.database_url, city.registered_devices())
+    truth.write_text("".join(json.dumps(dataclasses.asdict(e)) + "\n" for e in city.expected))
+    clock = SimClock(start, speedup)
+    sent = 0
+    with MqttPublisher(settings.mqtt_url, f"wastegate-simulator-{seed}", settings.mqtt_protocol) as publisher:
+        began = wall.monotonic()
+        while wall.monotonic() - began < duration:
+            for topic, payload in city.messages_until(clock.now()):
+                publisher.publish(topic, payload)
+                sent += 1
+            wall.sleep(0.1)
+    typer.echo(f"{sent} messages published; ground truth in {truth}")
+
+
+@simulate_app.command("score")
+def simulate_score(
+    truth: Annotated[Path, typer.Option(exists=True, help="the ground truth written by `simulate run`")] = Path(
+        "truth.jsonl"),
+) -> None:
+    """Precision and recall of the incidents in the store against the ground truth; misses and extras."""
+    import json
+
+    from simulators.city import Expected
+    from simulators.score import score
+
+    expected = [Expected(**json.loads(line)) for line in truth.read_text().splitlines() if line.strip()]
+    result = score(Settings().database_url, expected)
+    typer.echo(f"precision {result.precision:.2f}  recall {result.recall:.2f}  "
+               f"({result.matched} of {result.expected} expected, {result.found} found)")
+    for miss in result.misses:
+        typer.echo(f"missed: {miss.service_code} {miss.subject} ({miss.what})")
+    for code, subject in result.extras:
+        typer.echo(f"extra:  {code} {subject}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://wastegate@127.0.0.1:5432/wastegate"
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_client_id: str = "wastegate"
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
     # MQTT v5 shared subscription group; replicas with the same group split the traffic between them.
     mqtt_shared_group: str | None = None
     # Extra filters whose messages no profile claims: they land in the dead letter as `no_profile`.

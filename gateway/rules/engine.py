@@ -74,9 +74,10 @@ class RuleEngine:
     def evaluate(self, readings: Sequence[Reading], now: datetime) -> EngineResult:
         result = EngineResult()
         for reading in sorted(readings, key=lambda r: (r.device_id, r.time)):
+            # Silence is measured in device time too, like everything the rules decide.
             seen = self.last_seen.get(reading.device_id)
-            if seen is None or reading.received_at > seen:
-                self.last_seen[reading.device_id] = reading.received_at
+            if seen is None or reading.time > seen:
+                self.last_seen[reading.device_id] = reading.time
             device = self.devices.get(reading.device_id)
             rules = self.rules_for(device, reading.device_id, reading.profile)
             if not rules:

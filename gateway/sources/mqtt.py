@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -67,6 +67,8 @@ class MqttSourceConfig(BaseModel):
 
     url: str
     client_id: str = "wastegate"
+    # "3.1.1" for brokers without MQTT 5 (then the broker's own in-flight limit bounds the work).
+    protocol: Literal["5", "3.1.1"] = "5"
     subscriptions: tuple[str, ...]
     shared_group: str | None = None
     receive_maximum: int = Field(default=5000, ge=1, le=65535)
@@ -89,10 +91,14 @@ def _tls_context(config: MqttSourceConfig) -> ssl.SSLContext:
 
 
 def _new_client(address: BrokerAddress, client_id: str, config: MqttSourceConfig | None = None,
-                manual_ack: bool = False) -> paho.Client:
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, manual_ack=manual_ack
-    )
+                manual_ack: bool = False, protocol: str = "5") -> paho.Client:
+    if protocol == "5":
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
+                             manual_ack=manual_ack)
+    else:
+        # MQTT 3.1.1 (brokers such as amqtt): the session persists with clean_session off and a fixed id.
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311,
+                             manual_ack=manual_ack, clean_session=not manual_ack)
     if address.username is not None:
         client.username_pw_set(address.username, address.password)
     if address.tls:
@@ -112,7 +118,7 @@ class MqttSource:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_at = 1  # pending count at which the paho thread wakes the consumer
         self.received = 0  # messages received since start, acknowledged or not
-        self._client = _new_client(self.address, config.client_id, config, manual_ack=True)
+        self._client = _new_client(self.address, config.client_id, config, manual_ack=True, protocol=config.protocol)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -133,9 +139,12 @@ class MqttSource:
             return
         with self._lock:
             self._connection += 1
-        topics = [(f, SubscribeOptions(qos=1)) for f in self._filters()]
-        if self.config.watch_broker_dropped:
-            topics.append((BROKER_DROPPED_TOPIC, SubscribeOptions(qos=0)))
+        if self.config.protocol == "5":
+            topics: list[tuple[str, Any]] = [(f, SubscribeOptions(qos=1)) for f in self._filters()]
+            if self.config.watch_broker_dropped:
+                topics.append((BROKER_DROPPED_TOPIC, SubscribeOptions(qos=0)))
+        else:
+            topics = [(f, 1) for f in self._filters()]
         client.subscribe(topics)
         self.connected.set()
         metrics.MQTT_CONNECTED.set(1)
@@ -172,13 +181,16 @@ class MqttSource:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self.config.session_expiry_s
-        properties.ReceiveMaximum = self.config.receive_maximum
-        self._client.connect_async(
-            self.address.host, self.address.port, keepalive=self.config.keepalive_s,
-            clean_start=False, properties=properties,
-        )
+        if self.config.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self.config.session_expiry_s
+            properties.ReceiveMaximum = self.config.receive_maximum
+            self._client.connect_async(
+                self.address.host, self.address.port, keepalive=self.config.keepalive_s,
+                clean_start=False, properties=properties,
+            )
+        else:
+            self._client.connect_async(self.address.host, self.address.port, keepalive=self.config.keepalive_s)
         self._client.loop_start()
 
     async def wait_connected(self, timeout_s: float) -> bool:
@@ -248,8 +260,8 @@ async def _wait_either(event: asyncio.Event, stop: asyncio.Event, timeout: float
 class MqttPublisher:
     """A blocking QoS 1 publisher for simulators, tests and tools (not used by the gateway itself)."""
 
-    def __init__(self, url: str, client_id: str = "") -> None:
-        self._client = _new_client(BrokerAddress.parse(url), client_id)
+    def __init__(self, url: str, client_id: str = "", protocol: str = "5") -> None:
+        self._client = _new_client(BrokerAddress.parse(url), client_id, protocol=protocol)
         address = BrokerAddress.parse(url)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)

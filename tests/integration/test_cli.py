@@ -68,3 +68,28 @@ def test_rules_check(tmp_path: Path) -> None:
                         env={"WASTEGATE_SERVICES_FILE": str(REPO / "services.yaml")})
     assert bad.exit_code == 1
     assert f"{broken / 'containers.yaml'}:16: rule container-full: service_code 'nope'" in bad.output
+
+
+def test_simulate_run_and_score(settings: object, tmp_path: Path) -> None:
+    from gateway.settings import Settings
+    from tests.support import running_gateway, wait_until
+
+    assert isinstance(settings, Settings)
+    truth = tmp_path / "truth.jsonl"
+    from datetime import UTC, datetime
+
+    from gateway.store.devices import upsert_devices
+    from simulators.city import City
+
+    env = {"WASTEGATE_DATABASE_URL": settings.database_url, "WASTEGATE_MQTT_URL": settings.mqtt_url}
+    upsert_devices(settings.database_url, City(datetime.now(UTC)).registered_devices())  # imported beforehand
+    with running_gateway(settings):
+        ran = runner.invoke(app, ["simulate", "run", "--duration", "2", "--no-register", "--truth", str(truth)],
+                            env=env)
+        assert ran.exit_code == 0, ran.output
+        assert "messages published" in ran.output and len(truth.read_text().splitlines()) == 10
+        # at real time, two seconds show only what happens at once: the battery at 11%
+        wait_until(lambda: scalar(settings.database_url, "SELECT count(*) FROM incidents") >= 1)
+    scored = runner.invoke(app, ["simulate", "score", "--truth", str(truth)], env=env)
+    assert scored.exit_code == 0, scored.output
+    assert "precision 1.00" in scored.output and "missed: container_full C-0002" in scored.output
