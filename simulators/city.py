@@ -1,11 +1,13 @@
 """A deterministic city for the demo, the acceptance test and the benchmark's mixed traffic.
 
-Around l'Eixample, Barcelona: collection trucks on door-to-door rounds lifting households' bins, street
-containers filling up, and on purpose one of each thing the shipped rules must catch, listed as the
-ground truth (`expected`): a full container, a fire, a knocked-over container, a low battery, a silent
-sensor, a truck speeding through a school zone, one wandering out of its district, one idling, a lift of an
-unregistered tag and a household missed. Native JSON and ChirpStack-wrapped EM310-UDL payloads, and a few
-malformed messages for the dead letter. Everything is a function of the seed and of simulated time.
+Around l'Eixample, Barcelona: collection trucks on door-to-door rounds lifting households' bins (RFID tags
+and weights, GPS jitter, occasional dropouts), street containers filling at the pace of their waste kind,
+emptied when a truck passes, their batteries draining; and on purpose one of each thing the shipped rules
+must catch, listed as the ground truth (`expected`): a full container, a fire, a knocked-over container, a
+low battery, a silent sensor, a truck speeding through a school zone, one wandering out of its district,
+one idling away from the depots, a lift of an unregistered tag and a household missed. Native JSON and
+ChirpStack-wrapped EM310-UDL and EM400-UDL payloads, and malformed messages for the dead letter. Everything
+is a function of the seed and of simulated time.
 """
 
 from __future__ import annotations
@@ -66,8 +68,14 @@ class City:
         self.idler = _Truck(Device("T-IDLE", "truck", "truck", "8023 GRS"), start)
         self.lorawan = Device("a84041000181c6e1", "em310-udl-chirpstack", "container", "LoRaWAN bin, Girona 50",
                               41.3945, 2.1680, MappingProxyType({"bin_depth_mm": 1500, "sensor_offset_mm": 50}))
-        self._container_next = {c.device_id: start for c in [*self.containers, self.lorawan]}
+        self.lorawan_thermal = Device("a84041000181c6e2", "em400-udl-chirpstack", "container", "LoRaWAN bin, Bruc 80",
+                                      41.3935, 2.1700, MappingProxyType({"bin_depth_mm": 1500}))
+        self._lorawan = [self.lorawan, self.lorawan_thermal]
+        self._container_next = {c.device_id: start for c in [*self.containers, *self._lorawan]}
         self._fill = {c.device_id: self.random.uniform(10, 45) for c in self.containers}
+        self._battery = {c.device_id: self.random.uniform(60, 100) for c in self.containers}
+        # Street containers on the first truck's round are emptied as it passes, half an hour in.
+        self._emptied_at = {c.device_id: timedelta(minutes=30) for c in self.containers[6:]}
         # Households on the first normal truck's round; all lifted between 08:02 and 08:25 but H-D003.
         for index, household in enumerate(self.households):
             if household["id"] != "H-D003":
@@ -81,7 +89,7 @@ class City:
 
     def registered_devices(self) -> list[Device]:
         trucks = [t.device for t in (*self.trucks, self.speeder, self.wanderer, self.idler)]
-        return [*self.containers, self.lorawan, *trucks]
+        return [*self.containers, *self._lorawan, *trucks]
 
     def households_yaml(self) -> str:
         return json.dumps({"households": self.households}, indent=1)
@@ -105,7 +113,7 @@ class City:
 
     def messages_until(self, now: datetime) -> Iterator[tuple[str, bytes]]:
         """Every message due between the last call and `now` (simulated time)."""
-        for container in [*self.containers, self.lorawan]:
+        for container in [*self.containers, *self._lorawan]:
             while self._container_next[container.device_id] <= now:
                 at = self._container_next[container.device_id]
                 self._container_next[container.device_id] = at + CONTAINER_REPORT
@@ -116,6 +124,8 @@ class City:
             while truck.next_at <= now:
                 at = truck.next_at
                 truck.next_at = at + TRUCK_REPORT
+                if self.random.random() < 0.01 and truck in self.trucks:
+                    continue  # a GPS or network dropout: this fix never arrives
                 yield self._truck_message(truck, at)
                 if self.random.randrange(self.malformed_every) == 0:
                     truncated = b'{"ts": "' + at.isoformat().encode() + b'", "lat":'
@@ -144,13 +154,20 @@ class City:
     def _container_message(self, container: Device, at: datetime) -> tuple[str, bytes] | None:
         minutes = (at - self.start).total_seconds() / 60
         device_id = container.device_id
-        if container is self.lorawan:
-            return self._chirpstack_uplink(at, minutes)
+        if container in self._lorawan:
+            return self._chirpstack_uplink(container, at, minutes)
         if device_id == "C-0006" and minutes > 0:
             return None  # silent after its first report
-        fill = self._fill[device_id] = min(60.0, self._fill[device_id] + self.random.uniform(0, 1.5))
+        # Organic waste fills fastest, glass slowest; a lift by a passing truck empties the container.
+        rate = {"organic": 1.6, "mixed": 1.2, "paper": 0.8, "glass": 0.4}[container.attributes["waste_kind"]]
+        fill = self._fill[device_id] = min(60.0, self._fill[device_id] + self.random.uniform(0, rate))
+        emptied = self._emptied_at.get(device_id)
+        if emptied is not None and at - self.start >= emptied:
+            fill = self._fill[device_id] = 3.0
+            del self._emptied_at[device_id]
+        battery = self._battery[device_id] = max(20.0, self._battery[device_id] - 0.05)
         payload: dict[str, Any] = {"ts": at.isoformat(), "temperature_c": round(self.random.uniform(14, 22), 1),
-                                   "battery_pct": 90, "tilted": False}
+                                   "battery_pct": round(battery), "tilted": False}
         depth, offset = 1200, 50
         if device_id == "C-0002":
             fill = 85 + minutes / 10
@@ -163,12 +180,16 @@ class City:
             payload["battery_pct"] = 11
         return f"containers/{device_id}/telemetry", json.dumps(payload).encode()
 
-    def _chirpstack_uplink(self, at: datetime, minutes: float) -> tuple[str, bytes]:
+    def _chirpstack_uplink(self, device: Device, at: datetime, minutes: float) -> tuple[str, bytes]:
         distance = 900 - int(minutes * 2)  # a slowly filling bin, well below the full level
-        frame = bytes([0x01, 0x75, 88, 0x03, 0x82]) + distance.to_bytes(2, "little") + bytes([0x04, 0x00, 0x00])
-        envelope = {"time": at.isoformat(), "deviceInfo": {"devEui": self.lorawan.device_id, "deviceName": "bin"},
+        if device is self.lorawan:  # EM310-UDL: battery, distance, position
+            frame = bytes([0x01, 0x75, 88, 0x03, 0x82]) + distance.to_bytes(2, "little") + bytes([0x04, 0x00, 0x00])
+        else:  # EM400-UDL: battery, temperature (0.1 °C), distance, position
+            frame = (bytes([0x01, 0x75, 93, 0x03, 0x67]) + (195).to_bytes(2, "little", signed=True)
+                     + bytes([0x04, 0x82]) + distance.to_bytes(2, "little") + bytes([0x05, 0x00, 0x00]))
+        envelope = {"time": at.isoformat(), "deviceInfo": {"devEui": device.device_id, "deviceName": "bin"},
                     "fCnt": int(minutes // 10) + 1, "fPort": 85, "data": base64.b64encode(frame).decode()}
-        topic = f"application/demo/device/{self.lorawan.device_id}/event/up"
+        topic = f"application/demo/device/{device.device_id}/event/up"
         return topic, json.dumps(envelope).encode()
 
     def _truck_message(self, truck: _Truck, at: datetime) -> tuple[str, bytes]:
