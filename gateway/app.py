@@ -22,6 +22,7 @@ from gateway.ingest import Ingestor
 from gateway.normalize import Normalizer
 from gateway.pipeline import Pipeline
 from gateway.profiles.loader import ProfileSet, load_profiles
+from gateway.rate_limit import DeviceRateLimiter
 from gateway.rules.engine import RuleEngine
 from gateway.rules.loader import RuleFileError, files_signature, load_rules
 from gateway.settings import Settings
@@ -113,7 +114,8 @@ class Gateway:
         normalizer = Normalizer(
             self.devices, timedelta(seconds=settings.max_future_s), timedelta(seconds=settings.max_past_s), counters,
         )
-        ingestor = Ingestor(self.profiles, normalizer, settings.max_payload_bytes, self.clock)
+        ingestor = Ingestor(self.profiles, normalizer, settings.max_payload_bytes, self.clock,
+                            DeviceRateLimiter(settings.device_rate_limit_per_s, settings.device_rate_burst))
         kinds = {p.name: p.config.kind for p in self.profiles.profiles}
         async with pool.connection() as conn:
             stored_states = await load_rule_states(conn)

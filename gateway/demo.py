@@ -60,7 +60,7 @@ def run_demo(duration_s: float | None, api_port: int, speedup: float = 60.0, liv
         with Postgres(directory / "postgres") as postgres, broker:
             clock = SimClock(demo_start(datetime.now(UTC)), speedup)
             city = City(clock.start)
-            settings = _settings(directory, postgres.url(), broker, api_port, city)
+            settings = _settings(directory, postgres.url(), broker, api_port, city, speedup)
             migrate(settings.database_url)
             apply_storage_policies(settings.database_url, settings)
             upsert_devices(settings.database_url, city.registered_devices())
@@ -80,7 +80,7 @@ def run_demo(duration_s: float | None, api_port: int, speedup: float = 60.0, liv
 
 
 def _settings(directory: Path, database_url: str, broker: Mosquitto | AmqttBroker, api_port: int,
-              city: City) -> Settings:
+              city: City, speedup: float) -> Settings:
     # The shipped rules, with the city's households (collected every day, 07:50–08:30) and a short grace.
     rules_dir = directory / "rules"
     shutil.copytree(REPO / "rules", rules_dir)
@@ -92,7 +92,7 @@ def _settings(directory: Path, database_url: str, broker: Mosquitto | AmqttBroke
         mqtt_protocol="3.1.1" if isinstance(broker, AmqttBroker) else "5",
         profiles_dir=REPO / "device_profiles", rules_dir=rules_dir, services_file=REPO / "services.yaml",
         api_port=api_port, api_tokens=["demo:admin:demo"], open311_api_keys=["demo"],
-        sweep_s=1.0, device_refresh_s=2.0, _env_file=None,
+        sweep_s=1.0, device_refresh_s=2.0, device_rate_limit_per_s=max(20.0, speedup), _env_file=None,
     )
 
 

@@ -12,6 +12,7 @@ from gateway.events import RawMessage, Reading, Rejection
 from gateway.normalize import Normalizer
 from gateway.profiles.decoders import DecodeError, NotAReading
 from gateway.profiles.loader import ProfileSet
+from gateway.rate_limit import DeviceRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,13 @@ class Ingestor:
         normalizer: Normalizer,
         max_payload_bytes: int,
         clock: Callable[[], datetime],
+        rate_limiter: DeviceRateLimiter | None = None,
     ) -> None:
         self.profiles = profiles
         self.normalizer = normalizer
         self.max_payload_bytes = max_payload_bytes
         self.clock = clock
+        self.rate_limiter = rate_limiter
 
     def process(self, messages: Sequence[RawMessage]) -> IngestResult:
         result = IngestResult()
@@ -54,6 +57,10 @@ class Ingestor:
             result.rejections.append(Rejection(message, "no_profile", f"no profile matches {message.topic!r}"))
             return
         device_id = route.device_id
+        if self.rate_limiter is not None and not self.rate_limiter.allow(device_id, message.received_at.timestamp()):
+            result.rejections.append(Rejection(message, "rate_limited", f"{device_id!r} is over its rate limit",
+                                               device_id=device_id))
+            return
         device = self.normalizer.devices.get(device_id)
         profile = route.choose(device.profile if device else None)
         if profile is None:

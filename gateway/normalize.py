@@ -30,6 +30,7 @@ REASONS = {
     "coordinates_out_of_range": "latitude or longitude outside WGS84 bounds, or only one of them",
     "no_gps_fix": "position 0/0, which trackers send when they have no fix",
     "bad_payload": "the binary payload cannot be decoded by the profile's codec",
+    "rate_limited": "the device sent more than its rate limit allows; the excess is kept here",
     "decoder_error": "the decoder failed unexpectedly on this payload",
     "store_error": "the database refused this message",
 }

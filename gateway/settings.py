@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=1000, ge=1)
     batch_max_age_ms: int = Field(default=200, ge=1)
     max_payload_bytes: int = Field(default=64 * 1024, ge=1)
+    # Per device: a sustained rate and a burst; the excess goes to the dead letter (0 turns it off).
+    device_rate_limit_per_s: float = Field(default=20.0, ge=0)
+    device_rate_burst: float = Field(default=200.0, ge=1)
     max_future_s: int = Field(default=600, ge=0)
     max_past_s: int = Field(default=7 * 24 * 3600, ge=60)
     device_refresh_s: float = Field(default=30.0, gt=0)

@@ -72,5 +72,7 @@ def settings(database_url: str, broker: Mosquitto, request: pytest.FixtureReques
         services_file=REPO / "services.yaml",
         api_enabled=False,
         batch_max_age_ms=50,
+        # Tests publish bursts far above a device's normal rate; test_faults.py turns the limit on.
+        device_rate_limit_per_s=0,
         _env_file=None,  # type: ignore[call-arg]
     )

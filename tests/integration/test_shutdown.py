@@ -30,6 +30,7 @@ def serve(settings: Settings, api_port: int) -> subprocess.Popen[bytes]:
         "WASTEGATE_PROFILES_DIR": str(settings.profiles_dir),
         "WASTEGATE_API_PORT": str(api_port),
         "WASTEGATE_BATCH_MAX_SIZE": "200",
+        "WASTEGATE_DEVICE_RATE_LIMIT_PER_S": "0",
     }
     return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env, cwd=REPO,
                             stderr=subprocess.PIPE)
