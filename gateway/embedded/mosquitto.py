@@ -22,7 +22,9 @@ def limits_conf() -> str:
 
 
 class Mosquitto:
-    def __init__(self, directory: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra_conf: str = "",
+                 config: str | None = None) -> None:
+        """`config`, when given, is the whole configuration (its listeners included), written as is."""
         binary = find_mosquitto()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed (Debian: apt-get install mosquitto)")
@@ -30,6 +32,7 @@ class Mosquitto:
         self.directory = directory
         self.port = port or free_port()
         self.extra_conf = extra_conf
+        self.config = config
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,6 +42,9 @@ class Mosquitto:
     def write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / "mosquitto.conf"
+        if self.config is not None:
+            config.write_text(self.config, encoding="utf-8")
+            return config
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
