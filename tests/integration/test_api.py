@@ -382,3 +382,14 @@ def test_staff_and_partner_reports_and_the_devices_map(api: Api) -> None:
     trucks = api.http.get("/api/v1/map/devices.geojson", headers=api.staff("viewer")).json()
     (truck,) = trucks["features"]
     assert truck["geometry"]["coordinates"] == [2.16, 41.39] and truck["properties"]["device_id"] == "T1"
+
+
+@pytest.mark.parametrize("hostile", ["x' OR '1'='1", "1; DROP TABLE incidents; --", "container_full'--", "\\x00"])
+def test_hostile_filter_values_are_data_not_sql(api: Api, hostile: str) -> None:
+    api.report()
+    assert api.http.get("/open311/v2/requests.json", params={"service_code": hostile}).json() == []
+    assert api.http.get("/open311/v2/requests.json", params={"service_request_id": hostile}).status_code == 400
+    staff = api.http.get("/api/v1/incidents", headers=api.staff("viewer"),
+                         params={"service_code": hostile, "device_id": hostile})
+    assert staff.status_code == 200 and staff.json()["items"] == []
+    assert scalar(api.settings.database_url, "SELECT count(*) FROM incidents") == 1

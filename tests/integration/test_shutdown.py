@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -16,7 +17,7 @@ import pytest
 
 from gateway.embedded.ports import free_port
 from gateway.settings import Settings
-from tests.support import REPO, publish, scalar, wait_until
+from tests.support import REPO, publish, scalar, sql, wait_until
 
 MESSAGES = 20000  # several times the receive maximum, so the stop always lands mid-stream
 
@@ -78,3 +79,41 @@ def test_stop_mid_stream_then_restart_loses_and_duplicates_nothing(settings: Set
     assert count() == MESSAGES + 1
     distinct = scalar(url, "SELECT count(DISTINCT (device_id, time)) FROM telemetry")
     assert distinct == MESSAGES + 1
+
+
+def test_sigkill_keeps_rule_state_and_makes_no_duplicate_incident(settings: Settings) -> None:
+    """A container tilted for 4 of the 5 minutes its rule asks, the gateway killed, then restarted: the
+    fifth minute opens the incident, and the messages the broker redelivers do not open a second one."""
+    from types import MappingProxyType
+
+    from gateway.devices import Device
+    from gateway.store.devices import upsert_devices
+
+    url = settings.database_url
+    upsert_devices(url, [Device("C-0001", "container", "container", "Mallorca 401",
+                                attributes=MappingProxyType({"bin_depth_mm": 1200}))])
+
+    def tilted(minute: int) -> tuple[str, str]:
+        return "containers/C-0001/telemetry", json.dumps(
+            {"ts": (BASE + timedelta(minutes=minute)).isoformat(), "tilted": True})
+
+    api_port = free_port()
+    process = serve(settings, api_port)
+    try:
+        wait_until(lambda: publish(settings.mqtt_url, [tilted(0)]) or
+                   scalar(url, "SELECT count(*) FROM telemetry") == 1, timeout_s=30, interval_s=0.3)
+        publish(settings.mqtt_url, [tilted(4)])
+        wait_until(lambda: scalar(url, "SELECT count(*) FROM telemetry") == 2)
+        assert scalar(url, "SELECT count(*) FROM rule_state WHERE rule_id = 'container-tilted'") == 1
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        publish(settings.mqtt_url, [tilted(5), tilted(4), tilted(6)])  # the 4th again, as a redelivery would
+        process = serve(settings, api_port)
+        wait_until(lambda: scalar(url, "SELECT count(*) FROM telemetry") == 4, timeout_s=60)
+        wait_until(lambda: scalar(url, "SELECT count(*) FROM incidents") == 1)
+        time.sleep(1.0)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    rows = sql(url, "SELECT rule_id, status, occurrences, first_seen_at FROM incidents")
+    assert rows == [("container-tilted", "open", 1, BASE + timedelta(minutes=5))]
