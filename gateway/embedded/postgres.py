@@ -53,7 +53,8 @@ def _ensure_server_user() -> pwd.struct_passwd:
 
 
 class Postgres:
-    def __init__(self, directory: Path, port: int | None = None, durable: bool = False) -> None:
+    def __init__(self, directory: Path, port: int | None = None, durable: bool = False,
+                 server_settings: dict[str, str] | None = None) -> None:
         bindir = find_server_bindir()
         if bindir is None:
             raise FileNotFoundError(
@@ -63,6 +64,7 @@ class Postgres:
         self.directory = directory
         self.port = port or free_port()
         self.durable = durable
+        self.server_settings = server_settings or {}
         self.user: pwd.struct_passwd | None = _ensure_server_user() if os.geteuid() == 0 else None
 
     @property
@@ -96,6 +98,7 @@ class Postgres:
                       "--locale=C", "--no-sync")
         options = [f"-p {self.port}", "-c listen_addresses=127.0.0.1", f"-k {self.directory}",
                    "-c max_connections=200"]
+        options += [f"-c {name}={value}" for name, value in self.server_settings.items()]
         if not self.durable:
             # A throwaway server: skip the disk flushes that make tests slow.
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]

@@ -1,0 +1,64 @@
+"""The pipeline a city would otherwise write, in its own process: `python -m bench.naive MQTT_URL DB_URL N`.
+
+paho callback → json.loads → one INSERT per message (autocommit) → a loop over every zone per position.
+Prints the time the N-th message was stored."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import psycopg
+import shapely
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.zones import generated_zones
+from gateway.rules.zones import load_zones
+from gateway.sources.mqtt import BrokerAddress
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    url, database_url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    zones = [z.geometry for layer in load_zones(REPO / "rules" / "zones").values() for z in layer]
+    zones += generated_zones(1000)
+    conn = psycopg.connect(database_url, autocommit=True)
+    conn.execute("CREATE TABLE IF NOT EXISTS naive_telemetry (topic text, device_time text, payload jsonb, "
+                 "inside integer)")
+    done = threading.Event()
+    seen = 0
+
+    def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        nonlocal seen
+        document = json.loads(msg.payload)
+        inside = 0
+        lat, lon = document.get("lat"), document.get("lon")
+        if lat is not None and lon is not None:
+            point = shapely.Point(lon, lat)
+            inside = sum(1 for zone in zones if zone.contains(point))
+        conn.execute("INSERT INTO naive_telemetry VALUES (%s, %s, %s, %s)",
+                     (msg.topic, document.get("ts") or document.get("time"), json.dumps(document), inside))
+        seen += 1
+        if seen >= count:
+            done.set()
+
+    address = BrokerAddress.parse(url)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-naive", protocol=paho.MQTTv5)
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, r, p: c.subscribe([("trucks/+/telemetry", 1), ("containers/+/telemetry", 1),
+                                                            ("application/+/device/+/event/+", 1)])
+    client.connect(address.host, address.port)
+    client.loop_start()
+    print("ready", flush=True)
+    done.wait(timeout=900)
+    print(json.dumps({"stored": seen, "last": time.time()}), flush=True)
+    client.loop_stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""A fast QoS 1 publisher in its own process: `python -m bench.publisher URL FILE [RATE]`.
+
+Prints a JSON line with the first and last publish times (epoch seconds). With RATE (messages per second)
+it paces itself and sets each message's device time to the time it is sent, for the latency scenario."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+
+from bench.traffic import read
+from gateway.sources.mqtt import MqttPublisher
+
+
+def main() -> None:
+    url, path = sys.argv[1], sys.argv[2]
+    rate = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    items = read(__import__("pathlib").Path(path))
+    with MqttPublisher(url, f"bench-publisher-{time.monotonic_ns()}") as publisher:
+        publisher._client.max_inflight_messages_set(5000)
+        first = time.time()
+        infos = []
+        for index, (topic, payload) in enumerate(items):
+            if rate:
+                due = first + index / rate
+                pause = due - time.time()
+                if pause > 0:
+                    time.sleep(pause)
+                # Paced runs measure latency: the device time is the time of sending.
+                document = json.loads(payload)
+                now = datetime.now(UTC).isoformat()
+                document["time" if "deviceInfo" in document else "ts"] = now
+                payload = json.dumps(document).encode()
+            infos.append(publisher.publish(topic, payload))
+        for info in infos:
+            info.wait_for_publish(timeout=120)
+        last = time.time()
+    print(json.dumps({"first": first, "last": last, "count": len(items)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

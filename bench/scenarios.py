@@ -1,0 +1,206 @@
+"""The benchmark scenarios. Each returns a dict of figures; `bench/run.py` runs them in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import quantiles
+from typing import Any
+
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.traffic import write
+from bench.zones import generated_zones
+from gateway.devices import DeviceDirectory
+from gateway.events import Reading
+from gateway.rules.geofence import GeofenceConfig
+from gateway.rules.zones import Zone
+from gateway.sources.mqtt import BrokerAddress
+from tests.support import wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def _publish(url: str, path: Path, rate: float = 0.0) -> subprocess.Popen[str]:
+    args = [PYTHON, "-m", "bench.publisher", url, str(path)] + ([str(rate)] if rate else [])
+    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True)
+
+
+def _published(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = process.communicate(timeout=900)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def limit(url: str, items_file: Path, count: int) -> dict[str, Any]:
+    """A bare paho QoS 1 subscriber that only counts: the drain rate of one Python process."""
+    received = 0
+    last = 0.0
+    done = threading.Event()
+
+    def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        nonlocal received, last
+        received += 1
+        if received >= count:
+            last = time.time()
+            done.set()
+
+    address = BrokerAddress.parse(url)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-limit", protocol=paho.MQTTv5)
+    client.on_message = on_message
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_connect = lambda c, u, f, r, p: c.subscribe([("trucks/+/telemetry", 1), ("containers/+/telemetry", 1),
+                                                            ("application/+/device/+/event/+", 1)])
+    client.connect(address.host, address.port)
+    client.loop_start()
+    subscribed.wait(10)
+    sent = _published(_publish(url, items_file))
+    done.wait(timeout=600)
+    client.loop_stop()
+    client.disconnect()
+    elapsed = last - sent["first"]
+    return {"messages": received, "seconds": round(elapsed, 2), "msg_per_s": round(received / elapsed)}
+
+
+def serve(settings_env: dict[str, str], client_id: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings_env, "WASTEGATE_MQTT_CLIENT_ID": client_id, "WASTEGATE_API_ENABLED": "false",
+           "WASTEGATE_DEVICE_RATE_LIMIT_PER_S": "0", "WASTEGATE_BATCH_MAX_SIZE": "1000",
+           "WASTEGATE_PROFILES_DIR": str(REPO / "device_profiles"), "WASTEGATE_RULES_DIR": str(REPO / "rules"),
+           "WASTEGATE_SERVICES_FILE": str(REPO / "services.yaml")}
+    return subprocess.Popen([PYTHON, "-m", "gateway.cli", "serve"], cwd=REPO, env=env)
+
+
+def _count(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM telemetry) + (SELECT count(*) FROM rejected_messages)"
+                           ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _probe(url: str, database_url: str) -> None:
+    """Waits until the gateway(s) store a message: then they have subscribed."""
+    from gateway.sources.mqtt import MqttPublisher
+
+    probe = ("trucks/PROBE/telemetry", json.dumps({"ts": datetime.now(UTC).isoformat(), "lat": 41.0, "lon": 2.0}))
+
+    def stored() -> bool:
+        with MqttPublisher(url) as publisher:
+            publisher.publish_many([probe])
+        return _count(database_url) >= 1
+
+    wait_until(stored, timeout_s=60, interval_s=0.5)
+
+
+def end_to_end(url: str, database_url: str, items_file: Path, count: int, env: dict[str, str],
+               replicas: int = 1) -> dict[str, Any]:
+    """The gateway(s) with the shipped profiles and rules: from the first publish to the last commit."""
+    gateways = [serve(env | {"WASTEGATE_MQTT_SHARED_GROUP": "bench"} if replicas > 1 else env, f"bench-gw-{i}")
+                for i in range(replicas)]
+    try:
+        _probe(url, database_url)
+        base = _count(database_url)
+        sent = _published(_publish(url, items_file))
+        wait_until(lambda: _count(database_url) >= base + count, timeout_s=900, interval_s=0.05)
+        done = time.time()
+    finally:
+        for gateway in gateways:
+            gateway.terminate()
+            gateway.wait(timeout=60)
+    elapsed = done - sent["first"]
+    return {"messages": count, "seconds": round(elapsed, 2), "msg_per_s": round(count / elapsed),
+            "replicas": replicas}
+
+
+def naive(url: str, database_url: str, items_file: Path, count: int) -> dict[str, Any]:
+    process = subprocess.Popen([PYTHON, "-m", "bench.naive", url, database_url, str(count)], cwd=REPO,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    sent = _published(_publish(url, items_file))
+    out, _ = process.communicate(timeout=900)
+    result = json.loads(out.strip().splitlines()[-1])
+    elapsed = result["last"] - sent["first"]
+    return {"messages": result["stored"], "seconds": round(elapsed, 2), "msg_per_s": round(result["stored"] / elapsed)}
+
+
+def latency(url: str, database_url: str, items_file: Path, rate: float, env: dict[str, str]) -> dict[str, Any]:
+    """At a paced rate: publish → commit per message (commit timestamps), and publish → incident row."""
+    gateway = serve(env, "bench-latency")
+    try:
+        _probe(url, database_url)
+        started = datetime.now(UTC)
+        _published(_publish(url, items_file, rate))
+        time.sleep(2.0)
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=60)
+    with psycopg.connect(database_url) as conn:
+        delays = [row[0] for row in conn.execute(
+            "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - time) * 1000 FROM telemetry "
+            "WHERE received_at >= %s AND device_id <> 'PROBE'", (started,)).fetchall()]
+        incident_delays = [row[0] for row in conn.execute(
+            "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - first_seen_at) * 1000 FROM incidents "
+            "WHERE created_at >= %s AND rule_id = 'container-fire'", (started,)).fetchall()]
+    cuts = quantiles([float(d) for d in delays], n=100)
+    result: dict[str, Any] = {"rate_msg_per_s": round(rate), "messages": len(delays), "p50_ms": round(cuts[49], 1),
+                              "p99_ms": round(cuts[98], 1), "max_ms": round(max(float(d) for d in delays), 1)}
+    if incident_delays:
+        result["incident_max_ms"] = round(max(float(d) for d in incident_delays), 1)
+        result["incidents"] = len(incident_delays)
+    return result
+
+
+def fire_messages(count: int) -> list[tuple[str, bytes]]:
+    """Readings that open an incident at once (a container at 80 °C), one per container."""
+    return [(f"containers/BC-{i:05d}/telemetry",
+             json.dumps({"ts": datetime.now(UTC).isoformat(), "temperature_c": 80.0}).encode()) for i in range(count)]
+
+
+def rule_cost(zone_counts: tuple[int, ...] = (100, 1000, 10000), readings: int = 20000) -> dict[str, Any]:
+    """Per-reading time of a geofence rule (inside mode with a condition) against N zones."""
+    base = datetime.now(UTC)
+    fixes = [Reading(f"T{i % 50}", base + timedelta(seconds=i), base, b"k", "truck",
+                     lat=41.34 + (i * 7919 % 8000) / 100000, lon=2.08 + (i * 104729 % 12000) / 100000, speed_kmh=25.0)
+             for i in range(readings)]
+    result: dict[str, Any] = {}
+    for count in zone_counts:
+        zones = [Zone(f"g/{i}", "g", f"zone {i}", {"speed_limit_kmh": 20}, geometry)
+                 for i, geometry in enumerate(generated_zones(count))]
+        rule = GeofenceConfig.model_validate({
+            "id": "bench", "kind": "geofence", "mode": "inside", "zones": {"layers": ["g"]},
+            "condition": "speed_kmh > zone.speed_limit_kmh", "min_inside": "5s",
+            "incident": {"service_code": "x", "title": "t"}}).build({"g": zones})
+        from gateway.rules.model import reading_context
+
+        states: dict[str, Any] = {}
+        started = time.perf_counter()
+        for fix in fixes:
+            outcome = rule.evaluate(fix, reading_context(fix, None), states.get(fix.device_id), fix.time)
+            states[fix.device_id] = outcome.state
+        result[f"zones_{count}_us_per_reading"] = round((time.perf_counter() - started) / readings * 1e6, 1)
+    first, last = zone_counts[0], zone_counts[-1]
+    result["ratio_last_to_first"] = round(result[f"zones_{last}_us_per_reading"]
+                                          / result[f"zones_{first}_us_per_reading"], 2)
+    return result
+
+
+def rss_for_devices(devices: int) -> dict[str, Any]:
+    """Resident memory of a gateway's rule engine holding state for N devices (in a fresh process)."""
+    out = subprocess.run([PYTHON, "-m", "bench.state_memory", str(devices)], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+__all__ = ["DeviceDirectory", "end_to_end", "fire_messages", "latency", "limit", "naive", "resource",
+           "rss_for_devices", "rule_cost", "write"]
