@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench.traffic import read
 from gateway.sources.mqtt import MqttPublisher
@@ -17,9 +18,8 @@ from gateway.sources.mqtt import MqttPublisher
 def main() -> None:
     url, path = sys.argv[1], sys.argv[2]
     rate = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
-    items = read(__import__("pathlib").Path(path))
-    with MqttPublisher(url, f"bench-publisher-{time.monotonic_ns()}") as publisher:
-        publisher._client.max_inflight_messages_set(5000)
+    items = read(Path(path))
+    with MqttPublisher(url, f"bench-publisher-{time.monotonic_ns()}", max_inflight=5000) as publisher:
         first = time.time()
         infos = []
         for index, (topic, payload) in enumerate(items):

@@ -35,12 +35,14 @@ def messages(count: int, seed: int = 1, sent_field: bool = False) -> list[tuple[
         kind = rng.random()
         if kind < 0.60:
             truck = n % TRUCKS
-            payload = {"ts": at, "lat": round(41.38 + rng.random() * 0.03, 6), "lon": round(2.14 + rng.random() * 0.05, 6),
-                       "speed_kmh": round(rng.random() * 18, 1), "heading_deg": rng.randrange(360), "ignition": True}
+            payload = {"ts": at, "lat": round(41.38 + rng.random() * 0.03, 6),
+                       "lon": round(2.14 + rng.random() * 0.05, 6), "speed_kmh": round(rng.random() * 18, 1),
+                       "heading_deg": rng.randrange(360), "ignition": True}
             out.append((f"trucks/BT{truck:03d}/telemetry", json.dumps(payload).encode()))
         elif kind < 0.85:
-            payload = {"ts": at, "distance_mm": rng.randrange(300, 1100), "temperature_c": round(rng.uniform(10, 25), 1),
-                       "battery_pct": rng.randrange(40, 100), "tilted": False}
+            payload = {"ts": at, "distance_mm": rng.randrange(300, 1100),
+                       "temperature_c": round(rng.uniform(10, 25), 1), "battery_pct": rng.randrange(40, 100),
+                       "tilted": False}
             out.append((f"containers/BC-{rng.randrange(CONTAINERS):05d}/telemetry", json.dumps(payload).encode()))
         else:
             eui = f"b0b0{rng.randrange(LORAWAN):012x}"

@@ -201,6 +201,25 @@ def demo(
     raise typer.Exit(exit_code(run_demo(duration, api_port, speedup, live, broker_kind=broker)))
 
 
+@app.command()
+def bench(
+    messages: Annotated[int, typer.Option(help="messages per throughput scenario")] = 100_000,
+    name: Annotated[str, typer.Option(help="results go to bench/results/<name>.json")] = "latest",
+    quick: Annotated[bool, typer.Option(help="shorter secondary scenarios, for a smoke run")] = False,
+) -> None:
+    """Benchmarks on a throwaway Mosquitto and PostgreSQL: limit, end to end, naive baseline, latency,
+    scale-out, rule cost against zones, memory against devices. Prints a table and writes JSON."""
+    import signal
+
+    from bench.run import run
+
+    def _stop(signum: int, frame: object) -> None:
+        raise SystemExit(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, _stop)
+    run(messages, name, quick)
+
+
 simulate_app = typer.Typer(help="The simulated city: traffic with known ground truth, and its score.",
                            no_args_is_help=True)
 app.add_typer(simulate_app, name="simulate")

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     gateway_enabled: bool = True  # off: an API-only process (`wastegate serve --no-gateway`)
 
     batch_max_size: int = Field(default=1000, ge=1)
-    batch_max_age_ms: int = Field(default=200, ge=1)
+    # A batch is committed at this size or age, whichever comes first: the age bounds latency at low load.
+    batch_max_age_ms: int = Field(default=50, ge=1)
     max_payload_bytes: int = Field(default=64 * 1024, ge=1)
     # Per device: a sustained rate and a burst; the excess goes to the dead letter (0 turns it off).
     device_rate_limit_per_s: float = Field(default=20.0, ge=0)

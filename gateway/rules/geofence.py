@@ -79,6 +79,7 @@ class GeofenceRule(RuleBase):
         self.zone_filter = (Condition(config.zones.where, frozenset({"zone", "device"}))
                             if config.zones.where else None)
         self._allowed: dict[tuple[str, int], frozenset[str]] = {}
+        self._all_zones = frozenset(self.index.by_id)
 
     def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
                  now: datetime) -> Outcome:
@@ -211,7 +212,7 @@ class GeofenceRule(RuleBase):
 
     def _zones_for(self, device: Mapping[str, Any]) -> frozenset[str]:
         if self.zone_filter is None:
-            return frozenset(self.index.by_id)
+            return self._all_zones
         key = (str(device.get("id")), hash(repr(sorted(device.items(), key=lambda kv: kv[0]))))
         allowed = self._allowed.get(key)
         if allowed is None:

@@ -260,10 +260,10 @@ async def _wait_either(event: asyncio.Event, stop: asyncio.Event, timeout: float
 class MqttPublisher:
     """A blocking QoS 1 publisher for simulators, tests and tools (not used by the gateway itself)."""
 
-    def __init__(self, url: str, client_id: str = "", protocol: str = "5") -> None:
+    def __init__(self, url: str, client_id: str = "", protocol: str = "5", max_inflight: int = 1000) -> None:
         self._client = _new_client(BrokerAddress.parse(url), client_id, protocol=protocol)
         address = BrokerAddress.parse(url)
-        self._client.max_inflight_messages_set(1000)
+        self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._client.connect(address.host, address.port, keepalive=30)
         self._client.loop_start()

@@ -1,0 +1,22 @@
+"""The benchmark runs end to end (small counts here; figures are not asserted, only that every scenario
+produced its own and that the JSON is written)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.run import run
+
+
+def test_every_scenario_runs_and_writes_its_figures(tmp_path: Path) -> None:
+    result = run(3000, "smoke", quick=True, results_dir=tmp_path)
+    written = json.loads((tmp_path / "smoke.json").read_text())
+    assert written["summary"] == result["summary"]
+    figures = written["figures"]
+    for scenario in ("limit", "end_to_end", "naive", "scale_out_2"):
+        assert figures[scenario]["msg_per_s"] > 0, scenario
+    assert figures["end_to_end"]["messages"] == 3000 and figures["scale_out_2"]["replicas"] == 2
+    assert figures["latency"]["incidents"] == 200  # every fire became an incident
+    assert [r["devices"] for r in figures["rss"]] == [1000, 10_000, 100_000]
+    assert set(written["targets"]) >= {"e2e_to_limit_ratio >= 0.6", "rss <= 300 MB at 100000 devices"}
