@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench.traffic import read
-from gateway.sources.mqtt import MqttPublisher
+from gateway.sources.mqtt import PUBLISH_WINDOW, MqttPublisher
 
 
 def main() -> None:
@@ -21,7 +23,7 @@ def main() -> None:
     items = read(Path(path))
     with MqttPublisher(url, f"bench-publisher-{time.monotonic_ns()}", max_inflight=5000) as publisher:
         first = time.time()
-        infos = []
+        outstanding: deque[Any] = deque()
         for index, (topic, payload) in enumerate(items):
             if rate:
                 due = first + index / rate
@@ -33,8 +35,10 @@ def main() -> None:
                 now = datetime.now(UTC).isoformat()
                 document["time" if "deviceInfo" in document else "ts"] = now
                 payload = json.dumps(document).encode()
-            infos.append(publisher.publish(topic, payload))
-        for info in infos:
+            if len(outstanding) >= PUBLISH_WINDOW:  # packet ids wrap at 65,535
+                outstanding.popleft().wait_for_publish(timeout=120)
+            outstanding.append(publisher.publish(topic, payload))
+        for info in outstanding:
             info.wait_for_publish(timeout=120)
         last = time.time()
     print(json.dumps({"first": first, "last": last, "count": len(items)}), flush=True)

@@ -15,6 +15,7 @@ import logging
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from gateway.events import AckToken, RawMessage
 log = logging.getLogger(__name__)
 
 BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+PUBLISH_WINDOW = 20_000
 
 
 @dataclass(frozen=True)
@@ -272,8 +274,13 @@ class MqttPublisher:
         return self._client.publish(topic, payload, qos=qos)
 
     def publish_many(self, messages: Sequence[tuple[str, bytes | str]], qos: int = 1) -> None:
-        infos = [self._client.publish(topic, payload, qos=qos) for topic, payload in messages]
-        for info in infos:
+        # Packet ids wrap at 65,535: never have more than a window of them outstanding.
+        outstanding: deque[Any] = deque()
+        for topic, payload in messages:
+            if len(outstanding) >= PUBLISH_WINDOW:
+                outstanding.popleft().wait_for_publish(timeout=60)
+            outstanding.append(self._client.publish(topic, payload, qos=qos))
+        for info in outstanding:
             info.wait_for_publish(timeout=60)
 
     def close(self) -> None:
