@@ -1,7 +1,8 @@
 """The pipeline a city would otherwise write, in its own process: `python -m bench.naive MQTT_URL DB_URL N`.
 
 paho callback → json.loads → one INSERT per message (autocommit) → a loop over every zone per position.
-Prints the time the N-th message was stored."""
+`prepare` makes its persistent session; `drain` then takes the backlog and prints when the N-th message was
+stored."""
 
 from __future__ import annotations
 
@@ -14,17 +15,15 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import psycopg
 import shapely
-from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.zones import generated_zones
 from gateway.rules.zones import load_zones
-from gateway.sources.mqtt import BrokerAddress
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    url, database_url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    url, database_url, count, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     zones = [z.geometry for layer in load_zones(REPO / "rules" / "zones").values() for z in layer]
     zones += generated_zones(1000)
     conn = psycopg.connect(database_url, autocommit=True)
@@ -32,9 +31,11 @@ def main() -> None:
                  "inside integer)")
     done = threading.Event()
     seen = 0
+    first = 0.0
 
     def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        nonlocal seen
+        nonlocal seen, first
+        first = first or time.time()
         document = json.loads(msg.payload)
         inside = 0
         lat, lon = document.get("lat"), document.get("lon")
@@ -47,16 +48,22 @@ def main() -> None:
         if seen >= count:
             done.set()
 
-    address = BrokerAddress.parse(url)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-naive", protocol=paho.MQTTv5)
+    from bench.scenarios import TOPICS, _session_client
+
+    client = _session_client(url, "bench-naive")
+    if mode == "prepare":  # the session and its subscription, then away while the backlog is published
+        subscribed = threading.Event()
+        client.on_subscribe = lambda *args: subscribed.set()
+        client.subscribe(TOPICS)
+        client.loop_start()
+        subscribed.wait(10)
+        client.disconnect()
+        client.loop_stop()
+        return
     client.on_message = on_message
-    client.on_connect = lambda c, u, f, r, p: c.subscribe([("trucks/+/telemetry", 1), ("containers/+/telemetry", 1),
-                                                            ("application/+/device/+/event/+", 1)])
-    client.connect(address.host, address.port)
     client.loop_start()
-    print("ready", flush=True)
     done.wait(timeout=900)
-    print(json.dumps({"stored": seen, "last": time.time()}), flush=True)
+    print(json.dumps({"stored": seen, "first": first, "last": time.time()}), flush=True)
     client.loop_stop()
 
 

@@ -41,34 +41,51 @@ def _published(process: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
+def _session_client(url: str, client_id: str) -> paho.Client:
+    """A paho MQTT 5 client with a persistent session, as the gateway has."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    address = BrokerAddress.parse(url)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 3600
+    client.connect(address.host, address.port, clean_start=False, properties=properties)
+    return client
+
+
+TOPICS = [("trucks/+/telemetry", 1), ("containers/+/telemetry", 1), ("application/+/device/+/event/+", 1)]
+
+
 def limit(url: str, items_file: Path, count: int) -> dict[str, Any]:
-    """A bare paho QoS 1 subscriber that only counts: the drain rate of one Python process."""
+    """A bare paho QoS 1 subscriber that only counts, draining a backlog of `count` messages that the
+    broker queued for its session: the drain rate of one Python process, whatever the publisher's speed."""
+    subscribed = threading.Event()
+    client = _session_client(url, "bench-limit")
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.subscribe(TOPICS)
+    client.loop_start()
+    subscribed.wait(10)
+    client.disconnect()
+    client.loop_stop()
+    _published(_publish(url, items_file))
     received = 0
-    last = 0.0
     done = threading.Event()
 
     def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        nonlocal received, last
+        nonlocal received
         received += 1
         if received >= count:
-            last = time.time()
             done.set()
 
-    address = BrokerAddress.parse(url)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-limit", protocol=paho.MQTTv5)
+    started = time.time()
+    client = _session_client(url, "bench-limit")
     client.on_message = on_message
-    subscribed = threading.Event()
-    client.on_subscribe = lambda *args: subscribed.set()
-    client.on_connect = lambda c, u, f, r, p: c.subscribe([("trucks/+/telemetry", 1), ("containers/+/telemetry", 1),
-                                                            ("application/+/device/+/event/+", 1)])
-    client.connect(address.host, address.port)
     client.loop_start()
-    subscribed.wait(10)
-    sent = _published(_publish(url, items_file))
     done.wait(timeout=600)
-    client.loop_stop()
+    elapsed = time.time() - started
     client.disconnect()
-    elapsed = last - sent["first"]
+    client.loop_stop()
     return {"messages": received, "seconds": round(elapsed, 2), "msg_per_s": round(received / elapsed)}
 
 
@@ -103,34 +120,50 @@ def _probe(url: str, database_url: str) -> None:
 
 def end_to_end(url: str, database_url: str, items_file: Path, count: int, env: dict[str, str],
                replicas: int = 1) -> dict[str, Any]:
-    """The gateway(s) with the shipped profiles and rules: from the first publish to the last commit."""
-    gateways = [serve(env | {"WASTEGATE_MQTT_SHARED_GROUP": "bench"} if replicas > 1 else env, f"bench-gw-{i}")
-                for i in range(replicas)]
-    try:
-        _probe(url, database_url)
-        base = _count(database_url)
-        sent = _published(_publish(url, items_file))
-        wait_until(lambda: _count(database_url) >= base + count, timeout_s=900, interval_s=0.05)
-        done = time.time()
-    finally:
+    """The gateway(s) with the shipped profiles and rules draining a backlog of `count` messages queued in
+    their persistent session: from the first message received to the last one committed."""
+    def start() -> list[subprocess.Popen[bytes]]:
+        shared = {"WASTEGATE_MQTT_SHARED_GROUP": "bench"} if replicas > 1 else {}
+        return [serve(env | shared, f"bench-gw-{replicas}-{i}") for i in range(replicas)]
+
+    def stop(gateways: list[subprocess.Popen[bytes]]) -> None:
         for gateway in gateways:
             gateway.terminate()
-            gateway.wait(timeout=60)
-    elapsed = done - sent["first"]
+            gateway.wait(timeout=120)
+
+    gateways = start()
+    try:
+        _probe(url, database_url)  # their sessions and subscriptions exist
+    finally:
+        stop(gateways)
+    base = _count(database_url)
+    _published(_publish(url, items_file))
+    restarted = time.time()
+    gateways = start()
+    try:
+        wait_until(lambda: _count(database_url) >= base + count, timeout_s=900, interval_s=0.1)
+    finally:
+        stop(gateways)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin)) - min(received_at)) "
+                           "FROM telemetry WHERE received_at >= to_timestamp(%s)", (restarted,)).fetchone()
+    elapsed = float(row[0]) if row and row[0] else 0.0
     return {"messages": count, "seconds": round(elapsed, 2), "msg_per_s": round(count / elapsed),
             "replicas": replicas}
 
 
 def naive(url: str, database_url: str, items_file: Path, count: int) -> dict[str, Any]:
-    process = subprocess.Popen([PYTHON, "-m", "bench.naive", url, database_url, str(count)], cwd=REPO,
-                               stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "ready"
-    time.sleep(1.0)
-    sent = _published(_publish(url, items_file))
-    out, _ = process.communicate(timeout=900)
+    """The naive pipeline draining the same kind of backlog."""
+    def naive_process(mode: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([PYTHON, "-m", "bench.naive", url, database_url, str(count), mode], cwd=REPO,
+                                stdout=subprocess.PIPE, text=True)
+
+    prepare = naive_process("prepare")
+    prepare.communicate(timeout=60)
+    _published(_publish(url, items_file))
+    out, _ = naive_process("drain").communicate(timeout=900)
     result = json.loads(out.strip().splitlines()[-1])
-    elapsed = result["last"] - sent["first"]
+    elapsed = result["last"] - result["first"]
     return {"messages": result["stored"], "seconds": round(elapsed, 2), "msg_per_s": round(result["stored"] / elapsed)}
 
 
