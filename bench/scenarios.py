@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -18,17 +17,22 @@ import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.traffic import write
 from bench.zones import generated_zones
-from gateway.devices import DeviceDirectory
 from gateway.events import Reading
 from gateway.rules.geofence import GeofenceConfig
 from gateway.rules.zones import Zone
 from gateway.sources.mqtt import BrokerAddress
-from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+
+
+def wait_until(condition: Any, timeout_s: float, interval_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not reached within {timeout_s}s")
+        time.sleep(interval_s)
 
 
 def _publish(url: str, path: Path, rate: float = 0.0) -> subprocess.Popen[str]:
@@ -235,5 +239,4 @@ def rss_for_devices(devices: int) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-__all__ = ["DeviceDirectory", "end_to_end", "fire_messages", "latency", "limit", "naive", "resource",
-           "rss_for_devices", "rule_cost", "write"]
+__all__ = ["end_to_end", "fire_messages", "latency", "limit", "naive", "rss_for_devices", "rule_cost"]
