@@ -48,18 +48,12 @@ def main() -> None:
         if seen >= count:
             done.set()
 
-    from bench.scenarios import TOPICS, _session_client
+    from bench.scenarios import _session_client, prepare_session
 
-    client = _session_client(url, "bench-naive")
-    if mode == "prepare":  # the session and its subscription, then away while the backlog is published
-        subscribed = threading.Event()
-        client.on_subscribe = lambda *args: subscribed.set()
-        client.subscribe(TOPICS)
-        client.loop_start()
-        subscribed.wait(10)
-        client.disconnect()
-        client.loop_stop()
+    if mode == "prepare":
+        prepare_session(url, "bench-naive")
         return
+    client = _session_client(url, "bench-naive")
     client.on_message = on_message
     client.loop_start()
     done.wait(timeout=900)

@@ -61,17 +61,22 @@ def _session_client(url: str, client_id: str) -> paho.Client:
 TOPICS = [("trucks/+/telemetry", 1), ("containers/+/telemetry", 1), ("application/+/device/+/event/+", 1)]
 
 
-def limit(url: str, items_file: Path, count: int) -> dict[str, Any]:
-    """A bare paho QoS 1 subscriber that only counts, draining a backlog of `count` messages that the
-    broker queued for its session: the drain rate of one Python process, whatever the publisher's speed."""
+def prepare_session(url: str, client_id: str) -> None:
+    """The session and its subscription, then away while the backlog is published into it."""
     subscribed = threading.Event()
-    client = _session_client(url, "bench-limit")
+    client = _session_client(url, client_id)
     client.on_subscribe = lambda *args: subscribed.set()
     client.subscribe(TOPICS)
     client.loop_start()
     subscribed.wait(10)
     client.disconnect()
     client.loop_stop()
+
+
+def limit(url: str, items_file: Path, count: int) -> dict[str, Any]:
+    """A bare paho QoS 1 subscriber that only counts, draining a backlog of `count` messages that the
+    broker queued for its session: the drain rate of one Python process, whatever the publisher's speed."""
+    prepare_session(url, "bench-limit")
     _published(_publish(url, items_file))
     received = 0
     done = threading.Event()

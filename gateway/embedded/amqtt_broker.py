@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.embedded.ports import free_port, wait_for_port
+from gateway.embedded.ports import free_port, stop_process, wait_for_port
 
 
 class AmqttBroker:
@@ -45,12 +45,7 @@ class AmqttBroker:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> AmqttBroker:

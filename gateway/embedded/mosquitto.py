@@ -8,7 +8,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from gateway.embedded.ports import free_port, wait_for_port
+from gateway.embedded.ports import free_port, stop_process, wait_for_port
 
 
 def find_mosquitto() -> str | None:
@@ -74,15 +74,7 @@ class Mosquitto:
     def stop(self, kill: bool = False) -> None:
         if self.process is None:
             return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, kill)
         self.process = None
 
     def __enter__(self) -> Mosquitto:

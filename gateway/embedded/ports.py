@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 
@@ -22,3 +23,16 @@ def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s") from None
             time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[bytes], kill: bool = False, timeout_s: float = 10.0) -> None:
+    """SIGTERM (or SIGKILL), then SIGKILL if it has not exited in time."""
+    if kill:
+        process.kill()
+    else:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
