@@ -42,11 +42,16 @@ class Condition:
 
     def evaluate(self, context: Mapping[str, Any]) -> bool | None:
         """True or False, or None when a value it needs is missing or the expression fails at run time."""
+        # Only the variables the expression uses cross into CEL: converting the whole context (the
+        # device's attributes, `extra`…) on every call cost more than the evaluation itself.
+        activation = {}
         for name in self._variables:
-            if context.get(name) is None:
+            value = context.get(name)
+            if value is None:
                 return None
+            activation[name] = value
         try:
-            result = self._program.execute(dict(context))
+            result = self._program.execute(activation)
         except (RuntimeError, ValueError, TypeError) as exc:
             metrics.RULE_EVALUATION_ERRORS.inc()
             log.debug("condition %r could not be evaluated: %s", self.source, exc)
