@@ -276,16 +276,11 @@ def simulate_score(
     import json
 
     from simulators.city import Expected
-    from simulators.score import score
+    from simulators.score import describe, score
 
     expected = [Expected(**json.loads(line)) for line in truth.read_text().splitlines() if line.strip()]
-    result = score(Settings().database_url, expected)
-    typer.echo(f"precision {result.precision:.2f}  recall {result.recall:.2f}  "
-               f"({result.matched} of {result.expected} expected, {result.found} found)")
-    for miss in result.misses:
-        typer.echo(f"missed: {miss.service_code} {miss.subject} ({miss.what})")
-    for code, subject in result.extras:
-        typer.echo(f"extra:  {code} {subject}")
+    for line in describe(score(Settings().database_url, expected)):
+        typer.echo(line)
 
 
 if __name__ == "__main__":

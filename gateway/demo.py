@@ -35,7 +35,7 @@ from gateway.store.devices import upsert_devices
 from gateway.store.migrate import apply_storage_policies, migrate
 from simulators.city import MADRID, City, demo_start
 from simulators.clock import SimClock
-from simulators.score import Score, score
+from simulators.score import Score, describe, score
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -207,12 +207,10 @@ def _summary(database_url: str, result: Score, console: Console) -> set[str]:
     console.print(f"\ntelemetry rows: {telemetry}; dead letter: "
                   + (", ".join(f"{reason} {count}" for reason, count in reasons) or "empty"))
     console.print("incidents by category: " + ", ".join(f"{code} {n}" for code, n in sorted(by_code.items())))
-    console.print(f"ground truth: precision {result.precision:.2f}, recall {result.recall:.2f} "
-                  f"({result.matched} of {result.expected} expected, {result.found} found)")
-    for miss in result.misses:
-        console.print(f"  missed: {miss.service_code} {miss.subject} ({miss.what})")
-    for code, subject in result.extras:
-        console.print(f"  extra:  {code} {subject}")
+    first, *details = describe(result)
+    console.print(f"ground truth: {first}")
+    for line in details:
+        console.print(line)
     return set(by_code)
 
 

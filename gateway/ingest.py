@@ -85,7 +85,11 @@ class Ingestor:
                 message, "decoder_error", f"{type(exc).__name__}: {exc}", profile.name, device_id))
             return
         for index, record in enumerate(records):
-            outcome = self.normalizer.normalize(message, profile, device_id, record, index, now)
+            try:
+                outcome = self.normalizer.normalize(message, profile, device_id, record, index, now)
+            except Exception as exc:  # e.g. a device attribute of the wrong type: one message, not the gateway
+                log.exception("normalizing a message on %s failed", message.topic)
+                outcome = Rejection(message, "decoder_error", f"{type(exc).__name__}: {exc}", profile.name, device_id)
             if isinstance(outcome, Reading):
                 result.readings.append(outcome)
             else:

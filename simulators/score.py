@@ -27,6 +27,15 @@ class Score:
         return self.matched / self.expected if self.expected else 1.0
 
 
+def describe(result: Score) -> list[str]:
+    """The score as lines for a person: the figures, then each miss and each extra."""
+    lines = [f"precision {result.precision:.2f}, recall {result.recall:.2f} "
+             f"({result.matched} of {result.expected} expected, {result.found} found)"]
+    lines += [f"  missed: {m.service_code} {m.subject} ({m.what})" for m in result.misses]
+    lines += [f"  extra:  {code} {subject}" for code, subject in result.extras]
+    return lines
+
+
 def score(database_url: str, expected: Iterable[Expected]) -> Score:
     """Device incidents (the ones rules opened) matched to the truth by service code and subject."""
     with psycopg.connect(database_url) as conn:

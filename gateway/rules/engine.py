@@ -8,6 +8,7 @@ transaction as the batch that changed it (table `rule_state`), with the device t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ from gateway.rules.loader import RuleSet
 from gateway.rules.model import RuleBase, device_context, reading_context
 
 StateKey = tuple[str, str]  # (rule id, device id)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,7 +101,12 @@ class RuleEngine:
                         self._store(result, (rule.id, subject), state, t)
                     continue
                 before = self.states.get(key)
-                outcome = rule.evaluate(reading, context, before, now)
+                try:
+                    outcome = rule.evaluate(reading, context, before, now)
+                except Exception:  # a rule bug costs that rule's verdict on this reading, not the batch
+                    metrics.RULE_EVALUATION_ERRORS.inc()
+                    log.exception("rule %s failed on a reading of %s", rule.id, reading.device_id)
+                    continue
                 self.evaluated_at[key] = t
                 result.findings.extend(outcome.findings)
                 if outcome.state != before:

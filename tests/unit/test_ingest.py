@@ -52,3 +52,19 @@ def test_a_crashing_decoder_costs_one_message_not_the_gateway() -> None:
     result = ingestor(profiles).process([raw("f/1", b"{}"), raw("f/2", b"{}")])
     assert [r.reason for r in result.rejections] == ["decoder_error", "decoder_error"]
     assert "ZeroDivisionError: vendor bug" in result.rejections[0].detail
+
+
+def test_a_device_attribute_of_the_wrong_type_costs_one_message() -> None:
+    from types import MappingProxyType
+
+    from gateway.devices import Device
+
+    attributes = MappingProxyType({"bin_depth_mm": 1000, "sensor_offset_mm": "abc"})
+    directory = DeviceDirectory([Device("C1", "container", "container", attributes=attributes)])
+    normalizer = Normalizer(directory, timedelta(minutes=10), timedelta(days=7))
+    ingestor = Ingestor(load_profiles(REPO / "device_profiles"), normalizer, 1000, lambda: NOW)
+    payload = json.dumps({"ts": NOW.isoformat(), "distance_mm": 300}).encode()
+    result = ingestor.process([raw("containers/C1/telemetry", payload), raw("trucks/T1/telemetry", json.dumps(
+        {"ts": NOW.isoformat(), "lat": 41.4, "lon": 2.1}).encode())])
+    assert [r.reason for r in result.rejections] == ["decoder_error"]
+    assert "ValueError" in result.rejections[0].detail and [r.device_id for r in result.readings] == ["T1"]

@@ -77,3 +77,19 @@ def test_shipped_rules_load() -> None:
 
     rules = load_rules(REPO / "rules", load_service_codes(REPO / "services.yaml"))
     assert {"container-full", "container-fire", "truck-overspeed-school-zone", "sensor-silent"} <= set(rules.by_id)
+
+
+def test_a_failing_rule_costs_its_verdict_not_the_batch() -> None:
+    class Broken:
+        id = "broken"
+        kind = "threshold"
+
+        def applies_to(self, *args: object) -> bool:
+            return True
+
+        def evaluate(self, *args: object) -> object:
+            raise KeyError("bug")
+
+    e = engine(Broken(), rule(**FULL))
+    result = e.evaluate([reading(0, fill_pct=90)], T0)
+    assert [f.rule_id for f in result.findings] == ["r1"]
