@@ -58,6 +58,7 @@ class RuleEngine:
         self.last_seen: dict[str, datetime] = dict(last_seen or {})
         self._selection: dict[tuple[str, str], tuple[Device | None, list[RuleBase]]] = {}
         self._households: dict[str, tuple[int, Mapping[str, Household]]] = {}
+        self._device_contexts: dict[str, tuple[Device | None, dict[str, Any]]] = {}
 
     def replace_rules(self, rules: RuleSet) -> None:
         """A reloaded rule set: rules that kept their id keep their state."""
@@ -75,16 +76,29 @@ class RuleEngine:
 
     def evaluate(self, readings: Sequence[Reading], now: datetime) -> EngineResult:
         result = EngineResult()
+        plan = []
+        batch_lookups: dict[int, tuple[RuleBase, list[Reading]]] = {}
         for reading in sorted(readings, key=lambda r: (r.device_id, r.time)):
+            device = self.devices.get(reading.device_id)
+            rules = self.rules_for(device, reading.device_id, reading.profile)
+            plan.append((reading, device, rules))
+            for rule in rules:
+                if rule.prepares:
+                    batch_lookups.setdefault(id(rule), (rule, []))[1].append(reading)
+        for rule, its_readings in batch_lookups.values():
+            try:
+                rule.prepare(its_readings)
+            except Exception:  # the rule then looks up reading by reading, or fails on its own below
+                metrics.RULE_EVALUATION_ERRORS.inc()
+                log.exception("rule %s failed to prepare a batch", rule.id)
+        for reading, device, rules in plan:
             # Silence is measured in device time too, like everything the rules decide.
             seen = self.last_seen.get(reading.device_id)
             if seen is None or reading.time > seen:
                 self.last_seen[reading.device_id] = reading.time
-            device = self.devices.get(reading.device_id)
-            rules = self.rules_for(device, reading.device_id, reading.profile)
             if not rules:
                 continue
-            context = reading_context(reading, device)
+            context = reading_context(reading, self._device_context(device, reading.device_id))
             t = reading.time.timestamp()
             late = False
             for rule in rules:
@@ -114,6 +128,14 @@ class RuleEngine:
             if late:
                 metrics.LATE_READINGS.inc()
         return result
+
+    def _device_context(self, device: Device | None, device_id: str) -> dict[str, Any]:
+        """One context per device record, rebuilt when the directory's record changes."""
+        cached = self._device_contexts.get(device_id)
+        if cached is None or cached[0] is not device:
+            cached = (device, device_context(device, device_id))
+            self._device_contexts[device_id] = cached
+        return cached[1]
 
     def households_of(self, rule: CollectionRule) -> Mapping[str, Household]:
         cached = self._households.get(rule.id)

@@ -17,7 +17,7 @@ pending side `cand` since `cs`, and `entered`; `on` = per incident subject, whet
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.events import Reading
 from gateway.rules.durations import Duration
 from gateway.rules.expressions import Condition
-from gateway.rules.model import READING_VARIABLES, Outcome, RuleBase, RuleConfigBase
+from gateway.rules.model import READING_VARIABLES, ContextWith, Outcome, RuleBase, RuleConfigBase
 from gateway.rules.zones import Zone, ZoneIndex
 
 ANY_ZONE = "*"
@@ -66,6 +66,7 @@ class GeofenceConfig(RuleConfigBase):
 
 class GeofenceRule(RuleBase):
     kind = "geofence"
+    prepares = True
 
     def __init__(self, config: GeofenceConfig, zones: list[Zone]) -> None:
         super().__init__(config)
@@ -78,8 +79,11 @@ class GeofenceRule(RuleBase):
         self.dwell_s = config.dwell.total_seconds() if config.dwell else 0.0
         self.zone_filter = (Condition(config.zones.where, frozenset({"zone", "device"}))
                             if config.zones.where else None)
-        self._allowed: dict[tuple[str, int], frozenset[str]] = {}
+        self._allowed: dict[str, tuple[Mapping[str, Any], frozenset[str]]] = {}
         self._all_zones = frozenset(self.index.by_id)
+
+    def prepare(self, readings: Sequence[Reading]) -> None:
+        self.index.prefetch({(r.lon, r.lat) for r in readings if r.lat is not None and r.lon is not None})
 
     def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
                  now: datetime) -> Outcome:
@@ -88,6 +92,8 @@ class GeofenceRule(RuleBase):
         t = reading.time.timestamp()
         allowed = self._zones_for(context["device"])
         inside = {z.id for z in self.index.containing(reading.lon, reading.lat) if z.id in allowed}
+        if not inside and self.mode != "outside" and state is not None and state.get("seen") and not state.get("z"):
+            return Outcome(state)  # far from every zone, as before: nothing can change (the common case)
         current = _copy(state)
         sides: dict[str, dict[str, Any]] = current["z"]
         keys = [ANY_ZONE] if self.mode == "outside" else sorted(inside | set(sides))
@@ -132,6 +138,8 @@ class GeofenceRule(RuleBase):
             # e.g. out of its service area; with a condition, e.g. idling (no `zone` in that condition)
             confirmed = sides[ANY_ZONE].get("in")
             if confirmed is True:
+                # A condition counts while outside only: back inside, its clock starts again.
+                state["cond"].pop(device_id, None)
                 findings += self._resolve(device_id, reading, context, state, t)
             elif confirmed is False:
                 findings += self._while_condition(device_id, reading, context, state, t, None)
@@ -141,6 +149,8 @@ class GeofenceRule(RuleBase):
             subject = f"{device_id}:{key}"
             entered = before is False and after
             left = before is True and not after
+            if left:
+                state["cond"].pop(subject, None)  # a condition counts while inside only
             if (self.mode == "enter" and entered and self._holds(context, zone) is not False) or (
                     self.mode == "exit" and left):
                 findings += self._open(subject, reading, context, state, t, zone)
@@ -178,7 +188,7 @@ class GeofenceRule(RuleBase):
     def _holds(self, context: Mapping[str, Any], zone: Zone | None) -> bool | None:
         if self.condition is None:
             return True
-        return self.condition.evaluate({**context, "zone": zone.context() if zone else {}})
+        return self.condition.evaluate(ContextWith(context, zone=zone.context() if zone else {}))
 
     def _open(self, subject: str, reading: Reading, context: Mapping[str, Any], state: dict[str, Any], t: float,
               zone: Zone | None) -> list[Any]:
@@ -202,8 +212,7 @@ class GeofenceRule(RuleBase):
 
     def _finding(self, action: str, subject: str, reading: Reading, context: Mapping[str, Any],
                  zone: Zone | None) -> Any:
-        zone_context = zone.context() if zone else {}
-        full = {**context, "zone": zone_context}
+        full = ContextWith(context, zone=zone.context() if zone else {})
         data: dict[str, Any] = {"zone": zone.id, "zone_name": zone.name} if zone else {}
         if reading.speed_kmh is not None:
             data["speed_kmh"] = reading.speed_kmh
@@ -213,12 +222,14 @@ class GeofenceRule(RuleBase):
     def _zones_for(self, device: Mapping[str, Any]) -> frozenset[str]:
         if self.zone_filter is None:
             return self._all_zones
-        key = (str(device.get("id")), hash(repr(sorted(device.items(), key=lambda kv: kv[0]))))
-        allowed = self._allowed.get(key)
-        if allowed is None:
-            allowed = frozenset(z.id for z in self.index.zones
-                                if self.zone_filter.evaluate({"zone": z.context(), "device": device}))
-            self._allowed[key] = allowed
+        device_id = str(device.get("id"))
+        cached = self._allowed.get(device_id)
+        # The engine keeps one context per device, so the same object means the same device record.
+        if cached is not None and (cached[0] is device or cached[0] == device):
+            return cached[1]
+        allowed = frozenset(z.id for z in self.index.zones
+                            if self.zone_filter.evaluate({"zone": z.context(), "device": device}))
+        self._allowed[device_id] = (device, allowed)
         return allowed
 
 

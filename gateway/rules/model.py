@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -61,13 +61,75 @@ def device_context(device: Device | None, device_id: str) -> dict[str, Any]:
             "name": device.name or device.device_id, "lat": device.lat, "lon": device.lon}
 
 
-def reading_context(reading: Reading, device: Device | None) -> dict[str, Any]:
-    context: dict[str, Any] = {name: getattr(reading, name) for name in CANONICAL_FIELDS}
-    context["extra"] = dict(reading.extra)
-    context["device"] = device_context(device, reading.device_id)
-    context["device_id"] = reading.device_id
-    context["time"] = reading.time.isoformat()
-    return context
+class ReadingContext(Mapping[str, Any]):
+    """What conditions and templates see of a reading: its canonical fields, `extra`, `device`,
+    `device_id` and `time`. Values are read from the reading when asked for: a condition uses one or two
+    of them, and building all of them for every reading and rule cost more than evaluating the rules."""
+
+    __slots__ = ("_extra", "_reading", "device")
+    _KEYS = (*CANONICAL_FIELDS, "extra", "device", "device_id", "time")
+    _FIELDS = frozenset(CANONICAL_FIELDS)
+
+    def __init__(self, reading: Reading, device: Mapping[str, Any]) -> None:
+        self._reading = reading
+        self.device = device
+        self._extra: dict[str, Any] | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._FIELDS:
+            return getattr(self._reading, name)
+        if name == "device":
+            return self.device
+        if name == "extra":
+            if self._extra is None:
+                self._extra = dict(self._reading.extra)
+            return self._extra
+        if name == "device_id":
+            return self._reading.device_id
+        if name == "time":
+            return self._reading.time.isoformat()
+        raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._KEYS)
+
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+
+class ContextWith(Mapping[str, Any]):
+    """A context plus a few more names (a geofence's `zone`), without copying the context."""
+
+    __slots__ = ("_base", "_more")
+
+    def __init__(self, base: Mapping[str, Any], **more: Any) -> None:
+        self._base = base
+        self._more = more
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._more:
+            return self._more[name]
+        return self._base[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._more
+        yield from (name for name in self._base if name not in self._more)
+
+    def __len__(self) -> int:
+        return len(self._more.keys() | self._base.keys())
+
+
+def reading_context(reading: Reading, device: Device | Mapping[str, Any] | None) -> ReadingContext:
+    """`device` is the device, or its context already built (the engine keeps one per device)."""
+    if device is None or isinstance(device, Device):
+        device = device_context(device, reading.device_id)
+    return ReadingContext(reading, device)
 
 
 @dataclass
@@ -85,6 +147,8 @@ class RuleBase:
     kind: str = ""
     # Whether the rule also runs on the periodic sweep (absence, collection), not only on readings.
     sweeps = False
+    # Whether the rule wants `prepare` called with each batch's readings of the devices it applies to.
+    prepares = False
 
     def __init__(self, config: RuleConfigBase) -> None:
         self.id = config.id
@@ -105,6 +169,11 @@ class RuleBase:
         if self._where is not None:
             return bool(self._where.evaluate({"device": device_context(device, device_id)}))
         return True
+
+    def prepare(self, readings: Sequence[Reading]) -> None:
+        """With `prepares`, called with a batch's readings of the devices the rule applies to, before they
+        are evaluated one by one: the rule may look up what it needs for all of them at once (geofence:
+        the zones of every position)."""
 
     def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
                  now: datetime) -> Outcome:

@@ -8,8 +8,9 @@ rule over thousands of zones costs about what a rule over a few costs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,13 @@ class Zone:
     properties: Mapping[str, Any]
     geometry: BaseGeometry
 
-    def context(self) -> dict[str, Any]:
+    @cached_property
+    def _context(self) -> dict[str, Any]:
         return {**self.properties, "id": self.id, "layer": self.layer, "name": self.name}
+
+    def context(self) -> dict[str, Any]:
+        """What conditions and templates see as `zone` (one dict per zone, read-only by convention)."""
+        return self._context
 
 
 def load_zone_file(path: Path) -> list[Zone]:
@@ -68,7 +74,12 @@ def load_zones(directory: Path) -> dict[str, list[Zone]]:
 
 
 class ZoneIndex:
-    """Which of a fixed set of zones contain a point."""
+    """Which of a fixed set of zones contain a point.
+
+    `prefetch` answers for a whole batch of points in one vectorized STRtree query (about a tenth of the
+    cost of asking point by point); `containing` then reads those answers and asks the tree only for a
+    point the batch did not have.
+    """
 
     def __init__(self, zones: Iterable[Zone]) -> None:
         self.zones = list(zones)
@@ -77,7 +88,23 @@ class ZoneIndex:
             shapely.prepare(geometry)
         self._tree = shapely.STRtree(geometries)
         self.by_id = {zone.id: zone for zone in self.zones}
+        self._prefetched: dict[tuple[float, float], list[Zone]] = {}
+
+    def prefetch(self, points: Collection[tuple[float, float]]) -> None:
+        """Looks up every (lon, lat) of a batch at once; replaces the previous batch's answers."""
+        prefetched: dict[tuple[float, float], list[Zone]] = {point: [] for point in points}
+        if prefetched:
+            ordered = list(prefetched)
+            geometries = shapely.points(np.asarray(ordered, dtype=float))
+            point_index, zone_index = self._tree.query(geometries, predicate="within")
+            # Zones in index order per point, as `containing` gives them.
+            for p, z in sorted(zip(point_index.tolist(), zone_index.tolist(), strict=True)):
+                prefetched[ordered[p]].append(self.zones[z])
+        self._prefetched = prefetched
 
     def containing(self, lon: float, lat: float) -> list[Zone]:
-        hits = self._tree.query(shapely.Point(lon, lat), predicate="within")
-        return [self.zones[i] for i in np.sort(hits)]
+        hits = self._prefetched.get((lon, lat))
+        if hits is not None:
+            return hits
+        found = self._tree.query(shapely.Point(lon, lat), predicate="within")
+        return [self.zones[i] for i in np.sort(found)]

@@ -6,9 +6,11 @@ A new JSON device needs a profile file, not code. Paths are dotted (`gps.lat`, `
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.events import CANONICAL_FIELDS
@@ -82,12 +84,15 @@ class JsonMappingConfig(BaseModel):
 
 
 class _CompiledField:
-    __slots__ = ("kind", "name", "offset", "path", "required", "scale", "unknown")
+    __slots__ = ("dotted", "key", "kind", "name", "number", "offset", "path", "required", "scale", "unknown")
 
     def __init__(self, name: str, spec: FieldSpec, kind: str) -> None:
         self.name = name
+        self.dotted = spec.path
         self.path = tuple(spec.path.split("."))
+        self.key = self.path[0] if len(self.path) == 1 else None  # a top-level key: looked up directly
         self.kind = kind
+        self.number = kind == "number"
         # canonical = unit(raw * scale + offset): the profile's scale/offset act on the raw value first.
         unit_scale, unit_offset = UNITS.get(name, {}).get(spec.unit or "", (1.0, 0.0))
         self.scale = spec.scale * unit_scale
@@ -112,15 +117,20 @@ class JsonMappingDecoder:
         """Maps an already parsed JSON object (also used for network servers' decoded objects)."""
         values: dict[str, Any] = {}
         for compiled in self._fields:
-            value = _lookup(document, compiled.path)
-            if value is None or value in compiled.unknown:
+            key = compiled.key
+            value = document.get(key) if key is not None else _lookup(document, compiled.path)
+            if value is None or (compiled.unknown and value in compiled.unknown):
                 if compiled.required:
-                    raise DecodeError("payload_mismatch", f"missing required field '{'.'.join(compiled.path)}'")
+                    raise DecodeError("payload_mismatch", f"missing required field '{compiled.dotted}'")
                 continue
-            values[compiled.name] = _convert(compiled, value)
+            if compiled.number and (type(value) is int or (type(value) is float and math.isfinite(value))):
+                values[compiled.name] = value * compiled.scale + compiled.offset
+            else:
+                values[compiled.name] = _convert(compiled, value)
         extra = {}
         for compiled in self._extra:
-            value = _lookup(document, compiled.path)
+            key = compiled.key
+            value = document.get(key) if key is not None else _lookup(document, compiled.path)
             if value is not None and value not in compiled.unknown:
                 extra[compiled.name] = value
         return Decoded(values=values, time=self._read_time(document), device_id=self._read_device(document),
@@ -148,16 +158,26 @@ class JsonMappingDecoder:
 
 def parse_json_object(payload: bytes) -> dict[str, Any]:
     try:
+        # orjson is about five times faster than the standard library on these small documents.
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        # The standard library says what is wrong more precisely (and takes NaN and huge integers, as
+        # before): the rare bad payload pays for a second parse.
+        document = _parse_with_stdlib(payload)
+    if not isinstance(document, dict):
+        raise DecodeError("payload_mismatch", f"expected a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _parse_with_stdlib(payload: bytes) -> Any:
+    try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError("invalid_encoding", f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     try:
-        document = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DecodeError("invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from exc
-    if not isinstance(document, dict):
-        raise DecodeError("payload_mismatch", f"expected a JSON object, got {type(document).__name__}")
-    return document
 
 
 def _kind(name: str) -> str:
@@ -183,8 +203,11 @@ def _lookup(document: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def _convert(compiled: _CompiledField, value: Any) -> Any:
-    name = ".".join(compiled.path)
     if compiled.kind == "number":
+        kind = type(value)
+        if (kind is float and math.isfinite(value)) or kind is int:  # the common case, checked first
+            return value * compiled.scale + compiled.offset
+        name = compiled.dotted
         if isinstance(value, bool):
             raise DecodeError("payload_mismatch", f"field '{name}' must be a number, got a boolean")
         if isinstance(value, str):
@@ -192,9 +215,10 @@ def _convert(compiled: _CompiledField, value: Any) -> Any:
                 value = float(value)
             except ValueError:
                 raise DecodeError("payload_mismatch", f"field '{name}' must be a number, got {value!r}") from None
-        if not isinstance(value, int | float) or value != value or value in (float("inf"), float("-inf")):
+        if not isinstance(value, int | float) or not math.isfinite(value):
             raise DecodeError("payload_mismatch", f"field '{name}' must be a finite number, got {value!r}")
         return value * compiled.scale + compiled.offset
+    name = compiled.dotted
     if compiled.kind == "bool":
         if isinstance(value, bool):
             return value

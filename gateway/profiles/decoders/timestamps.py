@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -30,12 +31,12 @@ def parse_timestamp(value: object, fmt: TimeFormat = "auto") -> datetime:
     raise TimestampError(f"expected {fmt} timestamp, got {value!r}")
 
 
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
 def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    # A pattern, not float(): almost every timestamp string is ISO 8601, and a failed float() raises.
+    return _NUMBER.fullmatch(text) is not None
 
 
 def _from_iso(text: str) -> datetime:

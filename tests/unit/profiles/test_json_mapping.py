@@ -56,12 +56,27 @@ def test_numbers_sent_as_strings_are_read_and_nulls_are_absent() -> None:
     (b'{"w": 1}', "payload_mismatch"),
     (b'{"ts": "soon", "w": 1}', "bad_timestamp"),
     (b'{"ts": 1795421702, "w": 1, "tilt": "sideways"}', "payload_mismatch"),
+    (b'{"ts": 1795421702, "w": NaN}', "payload_mismatch"),  # the JSON is read (as before), the value refused
+    (b'{"ts": 1795421702, "w": 1e999}', "payload_mismatch"),
+    (b'\xef\xbb\xbf{"ts": 1795421702, "w": 1}', "invalid_json"),  # a byte-order mark
 ])
 def test_bad_payloads_raise_a_reason(payload: bytes, reason: str) -> None:
     mapping = decoder(time="ts", fields={"weight_kg": "w", "tilted": "tilt"})
     with pytest.raises(DecodeError) as caught:
         mapping.decode(payload, {})  # type: ignore[attr-defined]
     assert caught.value.reason == reason
+
+
+def test_the_fast_parser_and_the_standard_one_agree() -> None:
+    mapping = decoder(time="ts", fields={"weight_kg": "w", "rfid": "tag"}, extra={"deep": "a.b.0"})
+    payload = {"ts": "2026-11-23T08:00:00+01:00", "w": 12, "tag": "é\u20ac", "a": {"b": [{"x": [1.5, None]}]}}
+    record = mapping.decode(json.dumps(payload).encode(), {})[0]  # type: ignore[attr-defined]
+    assert record.values == {"weight_kg": 12.0, "rfid": "é€"}
+    assert record.extra == {"deep": {"x": [1.5, None]}}
+    assert record.time.isoformat() == "2026-11-23T07:00:00+00:00"
+    # an integer beyond 64 bits: the fast parser refuses it, the standard library reads it, as before
+    huge = mapping.decode(b'{"ts": 1795421702, "w": 123456789012345678901234567890}', {})[0]  # type: ignore[attr-defined]
+    assert huge.values["weight_kg"] == pytest.approx(1.2345678901234568e29)
 
 
 def test_required_field() -> None:

@@ -36,10 +36,14 @@ def device(device_id: str = "D1", kind: str = "container", **attributes: Any) ->
 
 
 def run(rule_: RuleBase, readings: list[Reading], dev: Device | None = None,
-        state: Mapping[str, Any] | None = None) -> tuple[list[Finding], Mapping[str, Any] | None]:
-    """Feeds the readings in order, threading the state through, as the engine does."""
+        state: Mapping[str, Any] | None = None, batched: bool = False,
+        ) -> tuple[list[Finding], Mapping[str, Any] | None]:
+    """Feeds the readings in order, threading the state through, as the engine does (`batched`: after
+    `prepare` with all of them, as the engine does with a batch)."""
     dev = dev or device()
     findings: list[Finding] = []
+    if batched and rule_.prepares:
+        rule_.prepare(readings)
     for r in readings:
         outcome: Outcome = rule_.evaluate(r, reading_context(r, dev), state, r.time)
         state = outcome.state

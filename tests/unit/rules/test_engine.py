@@ -83,9 +83,13 @@ def test_a_failing_rule_costs_its_verdict_not_the_batch() -> None:
     class Broken:
         id = "broken"
         kind = "threshold"
+        prepares = True
 
         def applies_to(self, *args: object) -> bool:
             return True
+
+        def prepare(self, *args: object) -> None:
+            raise ValueError("bug in the batch lookup")
 
         def evaluate(self, *args: object) -> object:
             raise KeyError("bug")
@@ -93,3 +97,12 @@ def test_a_failing_rule_costs_its_verdict_not_the_batch() -> None:
     e = engine(Broken(), rule(**FULL))
     result = e.evaluate([reading(0, fill_pct=90)], T0)
     assert [f.rule_id for f in result.findings] == ["r1"]
+
+
+def test_a_changed_device_record_reaches_the_conditions() -> None:
+    over = rule(kind="threshold", condition="fill_pct >= device.alarm_pct", applies_to={"kinds": ["container"]})
+    directory = DeviceDirectory([device("D1", alarm_pct=90)])
+    e = engine(over, devices=directory)
+    assert e.evaluate([reading(0, fill_pct=85)], T0).findings == []
+    directory.replace_all([device("D1", alarm_pct=80)])  # the registry refreshed: a new record
+    assert [f.action for f in e.evaluate([reading(60, fill_pct=85)], T0).findings] == ["open"]

@@ -97,3 +97,48 @@ def test_mode_parameters_are_checked() -> None:
         geofence(mode="dwell")
     with pytest.raises(ValueError, match="zone layer"):
         rule(ZONES, kind="geofence", mode="enter", zones={"layers": ["nowhere"]})
+
+
+def test_a_condition_held_before_leaving_does_not_count_after_coming_back() -> None:
+    r = geofence(mode="inside", condition="speed_kmh > zone.speed_limit_kmh", condition_for="10s")
+    track = [at(0, IN_A, speed_kmh=45), at(5, IN_A, speed_kmh=45), at(6, OUT, speed_kmh=45),
+             at(100, IN_A, speed_kmh=45), at(105, IN_A, speed_kmh=45), at(110, IN_A, speed_kmh=45)]
+    findings, _ = run(r, track, device(kind="truck"))
+    # 10 s of speeding inside A again, from 08:01:40: not at once because of the 5 s before leaving
+    assert actions(findings) == [("open", "08:01:50")]
+
+
+def test_a_batch_lookup_decides_as_the_point_by_point_one() -> None:
+    tracks = [
+        [at(0, OUT), at(40, OUT), at(50, IN_A), at(60, OUT), at(70, IN_A), at(90, IN_A), at(110, IN_A)],
+        [at(i * 5, IN_A if i % 3 else IN_B, speed_kmh=20 + i) for i in range(40)],
+        [at(0, IN_A, speed_kmh=45), at(5, IN_A, speed_kmh=45), at(15, IN_B, speed_kmh=45), at(30, OUT)],
+    ]
+    for mode in ("enter", "exit", "inside", "outside", "dwell"):
+        extra = {"dwell": "20s"} if mode == "dwell" else {}
+        for track in tracks:
+            one_by_one = run(geofence(mode=mode, **extra), track, device(kind="truck"))
+            batched = run(geofence(mode=mode, **extra), track, device(kind="truck"), batched=True)
+            assert batched == one_by_one
+
+
+def test_batch_lookup_matches_the_tree_for_random_points() -> None:
+    import random
+
+    from gateway.rules.zones import ZoneIndex
+    index = ZoneIndex(ZONES["areas"])
+    rng = random.Random(7)
+    points = [(rng.uniform(1.995, 2.025), rng.uniform(40.995, 41.015)) for _ in range(500)]
+    expected = [[z.id for z in index.containing(lon, lat)] for lon, lat in points]
+    index.prefetch(points)
+    assert [[z.id for z in index.containing(lon, lat)] for lon, lat in points] == expected
+    assert sum(1 for ids in expected if ids) > 100  # the sample does land in the zones
+    assert [z.id for z in index.containing(2.005, 41.005)] == ["areas/A"]  # not in the batch: asked directly
+
+
+def test_outside_a_condition_held_before_going_in_does_not_count_after_coming_out() -> None:
+    r = geofence(mode="outside", condition="speed_kmh < 2.0", condition_for="60s")
+    track = [at(0, OUT, speed_kmh=0), at(50, OUT, speed_kmh=0), at(55, IN_A, speed_kmh=0),
+             at(100, OUT, speed_kmh=0), at(130, OUT, speed_kmh=0), at(160, OUT, speed_kmh=0)]
+    findings, _ = run(r, track, device(kind="truck"))
+    assert actions(findings) == [("open", "08:02:40")]
