@@ -32,6 +32,9 @@ def devices_by_id(conn: psycopg.Connection[Any], device_ids: Sequence[str] | Non
     return [_device(row) for row in rows.fetchall()]
 
 
+_SEEN_TYPES = ["text", "text", "text", "timestamptz", "int8", "int8"]
+
+
 @dataclass(slots=True)
 class DeviceSeen:
     """What one batch says about one device."""
@@ -45,15 +48,19 @@ class DeviceSeen:
 
 
 async def touch_devices(conn: AsyncConnection, seen: Iterable[DeviceSeen]) -> None:
-    """Registers devices first heard of, moves last_seen forward, adds up lost LoRaWAN frames."""
-    rows = sorted(seen, key=lambda s: s.device_id)
+    """Registers devices first heard of, moves last_seen forward, adds up lost LoRaWAN frames.
+
+    The rows go in by binary COPY: as query parameters, a batch's few hundred devices cost more to
+    encode (six arrays, element by element) than the whole telemetry COPY."""
+    rows = list(seen)
     if not rows:
         return
-    await conn.execute(query("touch_devices"), {
-        "device_ids": [s.device_id for s in rows], "profiles": [s.profile for s in rows],
-        "kinds": [s.kind for s in rows], "seen": [s.last_received_at for s in rows],
-        "frames_lost": [s.frames_lost for s in rows], "f_cnts": [s.last_f_cnt for s in rows],
-    })
+    async with conn.cursor() as cur:
+        async with cur.copy(query("copy_devices_seen_staging")) as copy:
+            copy.set_types(_SEEN_TYPES)
+            for s in rows:
+                await copy.write_row((s.device_id, s.profile, s.kind, s.last_received_at, s.frames_lost, s.last_f_cnt))
+        await cur.execute(query("touch_devices"))
 
 
 def upsert_devices(conninfo: str, devices: Sequence[Device]) -> int:

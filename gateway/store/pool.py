@@ -1,4 +1,4 @@
-"""The connection pool. Each connection gets the temporary staging table the batch writer copies into."""
+"""The connection pool. Each connection gets the temporary staging tables the batch writer copies into."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from gateway.store.queries import query
 
 async def _configure(conn: AsyncConnection) -> None:
     await conn.execute(query("create_telemetry_staging"))
+    await conn.execute(query("create_devices_seen_staging"))
     await conn.commit()
 
 

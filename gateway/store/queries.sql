@@ -19,14 +19,21 @@ INSERT INTO rejected_messages
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (message_key) DO NOTHING;
 
+-- name: create_devices_seen_staging
+-- Per connection: what a batch says about its devices, COPYed in, emptied at commit.
+CREATE TEMP TABLE IF NOT EXISTS devices_seen_staging
+    (device_id text, profile text, kind text, seen timestamptz, frames_lost bigint, f_cnt bigint)
+    ON COMMIT DELETE ROWS;
+
+-- name: copy_devices_seen_staging
+COPY devices_seen_staging (device_id, profile, kind, seen, frames_lost, f_cnt) FROM STDIN (FORMAT BINARY);
+
 -- name: touch_devices
 -- Registers unknown devices of accepting profiles and moves last_seen forward, in device_id order so
 -- that concurrent replicas lock rows in the same order.
 INSERT INTO devices AS d (device_id, profile, kind, first_seen, last_seen, uplink_frames_lost, last_f_cnt)
 SELECT device_id, profile, kind, seen, seen, frames_lost, f_cnt
-FROM unnest(%(device_ids)s::text[], %(profiles)s::text[], %(kinds)s::text[], %(seen)s::timestamptz[],
-            %(frames_lost)s::bigint[], %(f_cnts)s::bigint[])
-    AS t(device_id, profile, kind, seen, frames_lost, f_cnt)
+FROM devices_seen_staging
 ORDER BY device_id
 ON CONFLICT (device_id) DO UPDATE
     SET last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -21,6 +23,15 @@ _COPY_TYPES = [
 ]
 
 
+def dump_json(value: Any) -> bytes | str:
+    """orjson where it can (five times faster), the standard library for what it refuses (integers
+    beyond 64 bits, keys that are not strings)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, default=str)
+
+
 async def insert_readings(conn: AsyncConnection, readings: Sequence[Reading]) -> int:
     """Inserts the readings not stored yet, inside the caller's transaction; returns how many were new."""
     if not readings:
@@ -33,7 +44,7 @@ async def insert_readings(conn: AsyncConnection, readings: Sequence[Reading]) ->
                     r.time, r.device_id, r.message_key, r.received_at, r.profile,
                     r.lat, r.lon, r.speed_kmh, r.heading_deg, r.fill_pct, r.distance_mm, r.temperature_c,
                     r.battery_pct, r.battery_v, r.tilted, r.weight_kg, r.rfid, r.event,
-                    Jsonb(dict(r.extra)) if r.extra else None,
+                    Jsonb(dict(r.extra), dumps=dump_json) if r.extra else None,
                 ))
         await cur.execute(query("insert_telemetry_from_staging"))
         return cur.rowcount

@@ -76,6 +76,19 @@ def test_container_distance_becomes_fill_level_with_the_device_bin_depth(setting
     assert row[0] == (75.0, 400.0, 18.5, 87.0, False)
 
 
+def test_extra_values_json_cannot_carry_exactly_still_store(settings: Settings) -> None:
+    huge = 123456789012345678901234567890  # beyond 64 bits: the fast JSON encoder refuses it
+    fix = '{"ts": "TS", "lat": 41.4, "lon": 2.18, "ignition": VALUE}'
+    messages = [("trucks/T9/telemetry", fix.replace("TS", now_iso(-2)).replace("VALUE", str(huge))),
+                ("trucks/T9/telemetry", fix.replace("TS", now_iso(-1)).replace("VALUE", "NaN"))]
+    with running_gateway(settings):
+        publish(settings.mqtt_url, messages)
+        wait_until(lambda: scalar(settings.database_url, "SELECT count(*) FROM telemetry") == 2)
+    extras = [row[0] for row in sql(settings.database_url, "SELECT extra FROM telemetry ORDER BY time")]
+    assert extras == [{"ignition": huge}, {"ignition": None}]  # JSON has no NaN: stored as null
+    assert scalar(settings.database_url, "SELECT count(*) FROM rejected_messages") == 0
+
+
 BAD_INPUT = [
     ("invalid_json", "trucks/T3/telemetry", b'{"ts": "2026-11-23T08:00:00Z", "lat": '),
     ("invalid_encoding", "trucks/T3/telemetry", b'{"ts": "\xff\xfe"}'),
