@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,16 @@ def source_config(settings: Settings, profiles: ProfileSet) -> MqttSourceConfig:
         cert_file=settings.mqtt_cert_file,
         key_file=settings.mqtt_key_file,
     )
+
+
+def _settle_garbage_collector() -> None:
+    """What is loaded at start (profiles, rules, devices, rule state) lives as long as the process: the
+    collector stops scanning it. Each batch allocates tens of thousands of short-lived objects that
+    reference counting frees; collecting the youngest generation every 700 allocations (the default)
+    cost 3 to 9% of the benchmark's end-to-end rate."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 class _ApiServer(uvicorn.Server):
@@ -127,6 +138,7 @@ class Gateway:
             self.source, ingestor, pool, kinds, settings.batch_max_size, settings.batch_max_age_ms / 1000,
             self.engine, self.clock,
         )
+        _settle_garbage_collector()
         await self.source.start()
         tasks.create_task(self.pipeline.run(stop))
         tasks.create_task(self._every(settings.device_refresh_s, lambda: self._refresh_devices(pool), stop))

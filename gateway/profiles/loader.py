@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 
 import yaml
 from pydantic import ValidationError
@@ -12,6 +14,8 @@ from pydantic import ValidationError
 from gateway.profiles.decoders import Decoder
 from gateway.profiles.model import ProfileConfig
 from gateway.profiles.topics import TopicPattern
+
+ROUTE_CACHE_SIZE = 200_000
 
 
 class ProfileError(ValueError):
@@ -38,9 +42,9 @@ class Route:
     """
 
     candidates: tuple[Profile, ...]
-    values: dict[str, str]
+    values: Mapping[str, str]
 
-    @property
+    @cached_property
     def device_id(self) -> str:
         return self.candidates[0].config.device_id_for(self.values)
 
@@ -71,17 +75,25 @@ class ProfileSet:
         )
         self.profiles = [p for group in self._groups for p in group]
         self.by_name: Mapping[str, Profile] = {p.name: p for p in profiles}
+        self._routes: dict[str, Route] = {}
 
     @property
     def subscriptions(self) -> list[str]:
         return [group[0].pattern.subscription for group in self._groups]
 
     def route(self, topic: str) -> Route | None:
+        # A device publishes on the same few topics all day: remember their routes (bounded).
+        route = self._routes.get(topic)
+        if route is not None:
+            return route
         levels = topic.split("/")
         for group in self._groups:
             found = group[0].pattern.match(levels)
             if found is not None:
-                return Route(group, found)
+                if len(self._routes) >= ROUTE_CACHE_SIZE:
+                    self._routes.clear()
+                route = self._routes[topic] = Route(group, MappingProxyType(found))
+                return route
         return None
 
 

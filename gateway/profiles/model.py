@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -45,7 +46,7 @@ class ProfileConfig(BaseModel):
                 raise ValueError(f"device_id {self.device_id!r} must be built from the topic's placeholders")
         return self
 
-    def device_id_for(self, topic_values: dict[str, str]) -> str:
+    def device_id_for(self, topic_values: Mapping[str, str]) -> str:
         if self.device_id is None:
             return topic_values["device_id"]
         return self.device_id.format_map(topic_values)

@@ -69,6 +69,7 @@ class ReadingContext(Mapping[str, Any]):
     __slots__ = ("_extra", "_reading", "device")
     _KEYS = (*CANONICAL_FIELDS, "extra", "device", "device_id", "time")
     _FIELDS = frozenset(CANONICAL_FIELDS)
+    _NAMES = frozenset(_KEYS)
 
     def __init__(self, reading: Reading, device: Mapping[str, Any]) -> None:
         self._reading = reading
@@ -91,10 +92,12 @@ class ReadingContext(Mapping[str, Any]):
         raise KeyError(name)
 
     def get(self, name: str, default: Any = None) -> Any:
-        try:
+        # Conditions read their variables through here: the common case first, without an exception.
+        if name in self._FIELDS:
+            return getattr(self._reading, name)
+        if name in self._NAMES:
             return self[name]
-        except KeyError:
-            return default
+        return default
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._KEYS)

@@ -68,3 +68,19 @@ def test_the_more_literal_pattern_wins(tmp_path: Path) -> None:
     profiles = load_profiles(tmp_path)
     assert profiles.route("t/1/status").choose(None).name == "specific"  # type: ignore[union-attr]
     assert profiles.route("t/1/other").choose(None).name == "generic"  # type: ignore[union-attr]
+
+
+def test_routes_are_remembered_per_topic_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.profiles import loader
+
+    profiles = load_profiles(REPO / "device_profiles")
+    first = profiles.route("trucks/T1/telemetry")
+    assert first is not None and first.device_id == "T1"
+    assert profiles.route("trucks/T1/telemetry") is first
+    assert profiles.route("nobody/claims/this") is None
+    monkeypatch.setattr(loader, "ROUTE_CACHE_SIZE", 3)
+    routes = [profiles.route(f"trucks/T{i}/telemetry") for i in range(2, 10)]
+    assert [r.device_id for r in routes if r] == [f"T{i}" for i in range(2, 10)]
+    assert len(profiles._routes) <= 3
+    with pytest.raises(TypeError):
+        first.values["device_id"] = "T2"  # type: ignore[index]  # shared between messages: read-only
