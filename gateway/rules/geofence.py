@@ -30,6 +30,7 @@ from gateway.rules.model import READING_VARIABLES, ContextWith, Outcome, RuleBas
 from gateway.rules.zones import Zone, ZoneIndex
 
 ANY_ZONE = "*"
+_CONFIRMED_OUTSIDE = {"in": False}
 
 
 class ZoneSelection(BaseModel):
@@ -124,9 +125,10 @@ class GeofenceRule(RuleBase):
         findings = self._decide(reading, context, current, crossings, t)
         # Forget zones the device is confirmed outside of, with nothing pending or open: the state stays
         # the size of what the device is near, not of the zone set.
-        for key in [k for k, e in sides.items() if e == {"in": False} and k != ANY_ZONE
-                    and f"{reading.device_id}:{k}" not in current["on"]]:
-            del sides[key]
+        if self.mode != "outside":
+            for key in [k for k, e in sides.items() if e == _CONFIRMED_OUTSIDE
+                        and f"{reading.device_id}:{k}" not in current["on"]]:
+                del sides[key]
         return Outcome(current, findings)
 
     def _decide(self, reading: Reading, context: Mapping[str, Any], state: dict[str, Any],

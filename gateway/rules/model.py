@@ -135,7 +135,7 @@ def reading_context(reading: Reading, device: Device | Mapping[str, Any] | None)
     return ReadingContext(reading, device)
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """A rule's answer to one reading (or sweep): its new state for the device (None: forget it) and
     what it found."""

@@ -55,15 +55,19 @@ class ThresholdRule(RuleBase):
 
     def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
                  now: datetime) -> Outcome:
-        t = reading.time.timestamp()
-        current = dict(state or {})
-        if not current.get("active"):
+        if not (state and state.get("active")):
             holds = self.condition.evaluate(context)
             if holds is None:
                 return Outcome(state)
             if not holds:
+                if state is None or (state and "since" not in state):
+                    return Outcome(state)  # quiet and staying quiet: the common case, without a copy
+                current = dict(state)
                 current.pop("since", None)
                 return Outcome(current or None)
+        t = reading.time.timestamp()
+        current = dict(state or {})
+        if not current.get("active"):
             started = since(current, "since") or t
             current["since"] = started
             if t - started < self.for_s or cooling_down(current, self.incident.cooldown, t):
