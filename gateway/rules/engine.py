@@ -58,7 +58,6 @@ class RuleEngine:
         self.last_seen: dict[str, datetime] = dict(last_seen or {})
         self._selection: dict[tuple[str, str], tuple[Device | None, list[RuleBase]]] = {}
         self._households: dict[str, tuple[int, Mapping[str, Household]]] = {}
-        self._device_contexts: dict[str, tuple[Device | None, dict[str, Any]]] = {}
 
     def replace_rules(self, rules: RuleSet) -> None:
         """A reloaded rule set: rules that kept their id keep their state."""
@@ -98,7 +97,7 @@ class RuleEngine:
                 self.last_seen[reading.device_id] = reading.time
             if not rules:
                 continue
-            context = reading_context(reading, self._device_context(device, reading.device_id))
+            context = reading_context(reading, device)
             t = reading.time.timestamp()
             late = False
             for rule in rules:
@@ -128,14 +127,6 @@ class RuleEngine:
             if late:
                 metrics.LATE_READINGS.inc()
         return result
-
-    def _device_context(self, device: Device | None, device_id: str) -> dict[str, Any]:
-        """One context per device record, rebuilt when the directory's record changes."""
-        cached = self._device_contexts.get(device_id)
-        if cached is None or cached[0] is not device:
-            cached = (device, device_context(device, device_id))
-            self._device_contexts[device_id] = cached
-        return cached[1]
 
     def households_of(self, rule: CollectionRule) -> Mapping[str, Household]:
         cached = self._households.get(rule.id)

@@ -91,7 +91,7 @@ class GeofenceRule(RuleBase):
         if reading.lat is None or reading.lon is None or reading.extra.get("position_inaccurate"):
             return Outcome(state)
         t = reading.time.timestamp()
-        allowed = self._zones_for(context["device"])
+        allowed = self._zones_for(context)
         inside = {z.id for z in self.index.containing(reading.lon, reading.lat) if z.id in allowed}
         if not inside and self.mode != "outside" and state is not None and state.get("seen") and not state.get("z"):
             return Outcome(state)  # far from every zone, as before: nothing can change (the common case)
@@ -221,12 +221,12 @@ class GeofenceRule(RuleBase):
         return self.finding(action, subject, reading.time, full, device_id=reading.device_id,
                             lat=reading.lat, lon=reading.lon, data=data)
 
-    def _zones_for(self, device: Mapping[str, Any]) -> frozenset[str]:
+    def _zones_for(self, context: Mapping[str, Any]) -> frozenset[str]:
         if self.zone_filter is None:
             return self._all_zones
+        device = context["device"]
         device_id = str(device.get("id"))
         cached = self._allowed.get(device_id)
-        # The engine keeps one context per device, so the same object means the same device record.
         if cached is not None and (cached[0] is device or cached[0] == device):
             return cached[1]
         allowed = frozenset(z.id for z in self.index.zones

@@ -63,18 +63,28 @@ def device_context(device: Device | None, device_id: str) -> dict[str, Any]:
 
 class ReadingContext(Mapping[str, Any]):
     """What conditions and templates see of a reading: its canonical fields, `extra`, `device`,
-    `device_id` and `time`. Values are read from the reading when asked for: a condition uses one or two
-    of them, and building all of them for every reading and rule cost more than evaluating the rules."""
+    `device_id` and `time`. Values are read from the reading (and the device) when asked for: a condition
+    uses one or two of them, and building all of them for every reading and rule cost more than
+    evaluating the rules."""
 
-    __slots__ = ("_extra", "_reading", "device")
+    __slots__ = ("_device", "_device_context", "_extra", "_reading")
     _KEYS = (*CANONICAL_FIELDS, "extra", "device", "device_id", "time")
     _FIELDS = frozenset(CANONICAL_FIELDS)
     _NAMES = frozenset(_KEYS)
 
-    def __init__(self, reading: Reading, device: Mapping[str, Any]) -> None:
+    def __init__(self, reading: Reading, device: Device | Mapping[str, Any] | None) -> None:
         self._reading = reading
-        self.device = device
         self._extra: dict[str, Any] | None = None
+        if device is None or isinstance(device, Device):
+            self._device, self._device_context = device, None
+        else:
+            self._device, self._device_context = None, device
+
+    @property
+    def device(self) -> Mapping[str, Any]:
+        if self._device_context is None:
+            self._device_context = device_context(self._device, self._reading.device_id)
+        return self._device_context
 
     def __getitem__(self, name: str) -> Any:
         if name in self._FIELDS:
@@ -129,9 +139,7 @@ class ContextWith(Mapping[str, Any]):
 
 
 def reading_context(reading: Reading, device: Device | Mapping[str, Any] | None) -> ReadingContext:
-    """`device` is the device, or its context already built (the engine keeps one per device)."""
-    if device is None or isinstance(device, Device):
-        device = device_context(device, reading.device_id)
+    """`device` is the device record, or the context `device_context` made of it."""
     return ReadingContext(reading, device)
 
 
