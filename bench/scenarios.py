@@ -58,6 +58,19 @@ def _session_client(url: str, client_id: str) -> paho.Client:
     return client
 
 
+def forget_session(url: str, client_id: str) -> None:
+    """Ends a scenario's persistent session. Left in place, the broker would go on queueing every later
+    scenario's traffic for it, and write that queue to disk every second (the embedded broker's
+    `autosave_interval`): work, and pauses, that belong to no scenario."""
+    address = BrokerAddress.parse(url)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client.connect(address.host, address.port, clean_start=True)  # no expiry given: gone at disconnect
+    client.loop_start()
+    wait_until(client.is_connected, timeout_s=10, interval_s=0.02)
+    client.disconnect()
+    client.loop_stop()
+
+
 TOPICS = [("trucks/+/telemetry", 1), ("containers/+/telemetry", 1), ("application/+/device/+/event/+", 1)]
 
 
@@ -95,6 +108,7 @@ def limit(url: str, items_file: Path, count: int) -> dict[str, Any]:
     elapsed = time.time() - started
     client.disconnect()
     client.loop_stop()
+    forget_session(url, "bench-limit")
     return {"messages": received, "seconds": round(elapsed, 2), "msg_per_s": round(received / elapsed)}
 
 
@@ -153,6 +167,8 @@ def end_to_end(url: str, database_url: str, items_file: Path, count: int, env: d
         wait_until(lambda: _count(database_url) >= base + count, timeout_s=900, interval_s=0.1)
     finally:
         stop(gateways)
+    for i in range(replicas):
+        forget_session(url, f"bench-gw-{replicas}-{i}")
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin)) - min(received_at)) "
                            "FROM telemetry WHERE received_at >= to_timestamp(%s)", (restarted,)).fetchone()
@@ -171,6 +187,7 @@ def naive(url: str, database_url: str, items_file: Path, count: int) -> dict[str
     prepare.communicate(timeout=60)
     _published(_publish(url, items_file))
     out, _ = naive_process("drain").communicate(timeout=900)
+    forget_session(url, "bench-naive")
     result = json.loads(out.strip().splitlines()[-1])
     elapsed = result["last"] - result["first"]
     return {"messages": result["stored"], "seconds": round(elapsed, 2), "msg_per_s": round(result["stored"] / elapsed)}
@@ -187,6 +204,7 @@ def latency(url: str, database_url: str, items_file: Path, rate: float, env: dic
     finally:
         gateway.terminate()
         gateway.wait(timeout=60)
+        forget_session(url, "bench-latency")
     with psycopg.connect(database_url) as conn:
         delays = [row[0] for row in conn.execute(
             "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - time) * 1000 FROM telemetry "

@@ -20,3 +20,6 @@ def test_every_scenario_runs_and_writes_its_figures(tmp_path: Path) -> None:
     assert figures["latency"]["incidents"] == 200  # every fire became an incident
     assert [r["devices"] for r in figures["rss"]] == [1000, 10_000, 100_000]
     assert set(written["targets"]) >= {"e2e_to_limit_ratio >= 0.6", "rss <= 300 MB at 100000 devices"}
+    stages = figures["stages"]
+    assert stages["messages"] == 3000 and all(stages[k] > 0 for k in ("decode_us", "rules_us", "commit_cpu_us"))
+    assert 0 < written["summary"]["limit_ratio_the_stages_allow"] < 1
