@@ -50,7 +50,8 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
         directory = Path(tmp)
         traffic = directory / "traffic.jsonl"
         write(traffic, messages(count))
-        with Postgres(directory / "pg", server_settings={"track_commit_timestamp": "on"}) as postgres:
+        # Durable, as a city runs it: a commit before an acknowledgement means nothing without fsync.
+        with Postgres(directory / "pg", durable=True, server_settings={"track_commit_timestamp": "on"}) as postgres:
             broker = Mosquitto(directory / "mosquitto").start()
             try:
                 figures["limit"] = scenarios.limit(broker.url, traffic, count)

@@ -1,9 +1,12 @@
 """The ingest loop: source → decode → one transaction per batch → acknowledge.
 
 A message is acknowledged only after the transaction holding its row (or its dead-letter entry) has
-committed. While the database is unreachable the batch is retried and nothing is acknowledged, so the
-broker holds the backlog. A batch the database refuses for its content (not its availability) is split
-into single messages, and the ones that still fail go to the dead letter as `store_error`.
+committed. Batches commit one at a time and in order; the next batch is decoded and its rules evaluated
+while the previous one commits, so the wait for the database (a disk flush, a network round trip) is not
+time the interpreter stands idle. While the database is unreachable the batch is retried and nothing is
+acknowledged, so the broker holds the backlog. A batch the database refuses for its content (not its
+availability) is split into single messages, and the ones that still fail go to the dead letter as
+`store_error`.
 """
 
 from __future__ import annotations
@@ -56,29 +59,55 @@ class Pipeline:
         self.database_ok = True
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            batch = await self.source.next_batch(self.batch_max_size, self.batch_max_age_s, stop)
-            if batch:
-                await self.handle(batch, stop)
-        # Flush what was already received when the stop came; later arrivals stay unacknowledged and
-        # the broker redelivers them to the next session.
-        remaining = self.source.pending_count()
-        while remaining > 0:
-            batch = await self.source.next_batch(min(self.batch_max_size, remaining), 0.0, stop)
-            if not batch:
-                break
-            remaining -= len(batch)
-            await self.handle(batch, stop)
+        committing: asyncio.Task[bool] | None = None
+        try:
+            while not stop.is_set():
+                batch = await self.source.next_batch(self.batch_max_size, self.batch_max_age_s, stop)
+                if batch:
+                    committing = await self._overlap(batch, committing, stop)
+            # Flush what was already received when the stop came; later arrivals stay unacknowledged and
+            # the broker redelivers them to the next session.
+            remaining = self.source.pending_count()
+            while remaining > 0:
+                batch = await self.source.next_batch(min(self.batch_max_size, remaining), 0.0, stop)
+                if not batch:
+                    break
+                remaining -= len(batch)
+                committing = await self._overlap(batch, committing, stop)
+        finally:
+            if committing is not None:
+                await committing
 
-    async def handle(self, batch: list[RawMessage], stop: asyncio.Event) -> None:
+    async def _overlap(self, batch: list[RawMessage], committing: asyncio.Task[bool] | None,
+                       stop: asyncio.Event) -> asyncio.Task[bool]:
+        """Decodes and evaluates `batch` while the previous batch commits, then starts its commit.
+
+        Batches still commit one after the other, in order: a batch whose predecessor was given up (the
+        gateway stopping with the database away) is not committed either, and the broker redelivers both.
+        """
+        prepared = self.prepare(batch)
+        if committing is not None and not await committing:
+            return committing
+        return asyncio.create_task(self.commit(batch, *prepared, stop))
+
+    async def handle(self, batch: list[RawMessage], stop: asyncio.Event) -> bool:
+        """One batch from decoding to acknowledgement, without overlap (tools and tests)."""
+        return await self.commit(batch, *self.prepare(batch), stop)
+
+    def prepare(self, batch: list[RawMessage]) -> tuple[IngestResult, EngineResult | None]:
         metrics.MESSAGES_RECEIVED.inc(len(batch))
         metrics.BATCH_SIZE.observe(len(batch))
         result = self.ingestor.process(batch)
         metrics.READINGS_DECODED.inc(len(result.readings))
         rules = self.engine.evaluate(result.readings, self.clock()) if self.engine else None
+        return result, rules
+
+    async def commit(self, batch: list[RawMessage], result: IngestResult, rules: EngineResult | None,
+                     stop: asyncio.Event) -> bool:
+        """Commits, then acknowledges; False when it gave up (stopping), leaving the batch unacknowledged."""
         stats = await self._commit_with_retry(batch, result, rules, stop)
         if stats is None:
-            return  # gave up while stopping: unacknowledged, so the broker redelivers
+            return False  # gave up while stopping: unacknowledged, so the broker redelivers
         self.source.ack(batch)
         count_case_changes(stats.cases)
         metrics.BATCHES.inc()
@@ -88,6 +117,7 @@ class Pipeline:
             metrics.REJECTED.labels(reason).inc(count)
         for kind, count in result.not_readings.items():
             metrics.NOT_READINGS.labels(kind).inc(count)
+        return True
 
     async def commit_rule_output(self, rules: EngineResult, stop: asyncio.Event) -> None:
         """Findings of the periodic sweep, which come with no batch of messages."""
