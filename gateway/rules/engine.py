@@ -56,20 +56,24 @@ class RuleEngine:
             if isinstance(stored.get("t"), int | float):
                 self.evaluated_at[(rule_id, device_id)] = float(stored["t"])
         self.last_seen: dict[str, datetime] = dict(last_seen or {})
-        self._selection: dict[tuple[str, str], tuple[Device | None, list[RuleBase]]] = {}
+        self._selection: dict[tuple[str, str], tuple[Device | None, tuple[RuleBase, ...]]] = {}
+        self._selections_seen: dict[tuple[RuleBase, ...], tuple[RuleBase, ...]] = {}
         self._households: dict[str, tuple[int, Mapping[str, Household]]] = {}
 
     def replace_rules(self, rules: RuleSet) -> None:
         """A reloaded rule set: rules that kept their id keep their state."""
         self.rules = rules
         self._selection.clear()
+        self._selections_seen.clear()
         self._households.clear()
 
-    def rules_for(self, device: Device | None, device_id: str, profile: str) -> list[RuleBase]:
+    def rules_for(self, device: Device | None, device_id: str, profile: str) -> tuple[RuleBase, ...]:
         cached = self._selection.get((device_id, profile))
         if cached is not None and cached[0] is device:
             return cached[1]
-        chosen = [rule for rule in self.rules.rules if rule.applies_to(device, device_id, profile)]
+        chosen = tuple(rule for rule in self.rules.rules if rule.applies_to(device, device_id, profile))
+        # Most devices share one of a few selections: one tuple each, not one list per device.
+        chosen = self._selections_seen.setdefault(chosen, chosen)
         self._selection[(device_id, profile)] = (device, chosen)
         return chosen
 
