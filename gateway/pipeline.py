@@ -90,10 +90,6 @@ class Pipeline:
             return committing
         return asyncio.create_task(self.commit(batch, *prepared, stop))
 
-    async def handle(self, batch: list[RawMessage], stop: asyncio.Event) -> bool:
-        """One batch from decoding to acknowledgement, without overlap (tools and tests)."""
-        return await self.commit(batch, *self.prepare(batch), stop)
-
     def prepare(self, batch: list[RawMessage]) -> tuple[IngestResult, EngineResult | None]:
         metrics.MESSAGES_RECEIVED.inc(len(batch))
         metrics.BATCH_SIZE.observe(len(batch))

@@ -80,15 +80,15 @@ class RuleEngine:
     def evaluate(self, readings: Sequence[Reading], now: datetime) -> EngineResult:
         result = EngineResult()
         plan = []
-        batch_lookups: dict[int, tuple[RuleBase, list[Reading]]] = {}
+        batch_lookups: dict[RuleBase, list[Reading]] = {}
         for reading in sorted(readings, key=lambda r: (r.device_id, r.time)):
             device = self.devices.get(reading.device_id)
             rules = self.rules_for(device, reading.device_id, reading.profile)
             plan.append((reading, device, rules))
             for rule in rules:
                 if rule.prepares:
-                    batch_lookups.setdefault(id(rule), (rule, []))[1].append(reading)
-        for rule, its_readings in batch_lookups.values():
+                    batch_lookups.setdefault(rule, []).append(reading)
+        for rule, its_readings in batch_lookups.items():
             try:
                 rule.prepare(its_readings)
             except Exception:  # the rule then looks up reading by reading, or fails on its own below

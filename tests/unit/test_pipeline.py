@@ -61,7 +61,15 @@ def message(topic: str) -> RawMessage:
 
 async def _run(pipeline: RecordingPipeline, stop: asyncio.Event) -> None:
     running = asyncio.create_task(pipeline.run(stop))
-    await asyncio.sleep(0.05)  # batch a's commit is held: b is prepared meanwhile, its commit waits
+
+    async def prepared(topic: str) -> None:
+        while f"prepare {topic}" not in pipeline.events:
+            await asyncio.sleep(0)
+
+    # a's commit is held: b is prepared meanwhile, and its commit waits for a's
+    await asyncio.wait_for(prepared("b"), timeout=5)
+    for _ in range(10):
+        await asyncio.sleep(0)  # whatever else could run now, does
     assert sorted(pipeline.events) == ["commit a", "prepare a", "prepare b"]
     pipeline.release.set()
     await asyncio.wait_for(running, timeout=5)

@@ -124,7 +124,7 @@ class JsonMappingDecoder:
                     raise DecodeError("payload_mismatch", f"missing required field '{compiled.dotted}'")
                 continue
             if compiled.number and (type(value) is int or (type(value) is float and math.isfinite(value))):
-                values[compiled.name] = value * compiled.scale + compiled.offset
+                values[compiled.name] = value * compiled.scale + compiled.offset  # the common case, inline
             else:
                 values[compiled.name] = _convert(compiled, value)
         extra = {}
@@ -213,10 +213,8 @@ def _lookup(document: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def _convert(compiled: _CompiledField, value: Any) -> Any:
+    """Any value but a finite int or float for a number field, which `map_document` converts inline."""
     if compiled.kind == "number":
-        kind = type(value)
-        if (kind is float and math.isfinite(value)) or kind is int:  # the common case, checked first
-            return value * compiled.scale + compiled.offset
         name = compiled.dotted
         if isinstance(value, bool):
             raise DecodeError("payload_mismatch", f"field '{name}' must be a number, got a boolean")

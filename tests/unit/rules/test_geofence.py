@@ -99,15 +99,6 @@ def test_mode_parameters_are_checked() -> None:
         rule(ZONES, kind="geofence", mode="enter", zones={"layers": ["nowhere"]})
 
 
-def test_a_condition_held_before_leaving_does_not_count_after_coming_back() -> None:
-    r = geofence(mode="inside", condition="speed_kmh > zone.speed_limit_kmh", condition_for="10s")
-    track = [at(0, IN_A, speed_kmh=45), at(5, IN_A, speed_kmh=45), at(6, OUT, speed_kmh=45),
-             at(100, IN_A, speed_kmh=45), at(105, IN_A, speed_kmh=45), at(110, IN_A, speed_kmh=45)]
-    findings, _ = run(r, track, device(kind="truck"))
-    # 10 s of speeding inside A again, from 08:01:40: not at once because of the 5 s before leaving
-    assert actions(findings) == [("open", "08:01:50")]
-
-
 def test_a_batch_lookup_decides_as_the_point_by_point_one() -> None:
     tracks = [
         [at(0, OUT), at(40, OUT), at(50, IN_A), at(60, OUT), at(70, IN_A), at(90, IN_A), at(110, IN_A)],
@@ -136,9 +127,19 @@ def test_batch_lookup_matches_the_tree_for_random_points() -> None:
     assert [z.id for z in index.containing(2.005, 41.005)] == ["areas/A"]  # not in the batch: asked directly
 
 
-def test_outside_a_condition_held_before_going_in_does_not_count_after_coming_out() -> None:
-    r = geofence(mode="outside", condition="speed_kmh < 2.0", condition_for="60s")
-    track = [at(0, OUT, speed_kmh=0), at(50, OUT, speed_kmh=0), at(55, IN_A, speed_kmh=0),
-             at(100, OUT, speed_kmh=0), at(130, OUT, speed_kmh=0), at(160, OUT, speed_kmh=0)]
-    findings, _ = run(r, track, device(kind="truck"))
-    assert actions(findings) == [("open", "08:02:40")]
+
+# A condition's clock runs while the device is on the side where the rule watches it (inside: in the zone;
+# outside: out of every zone); crossing back restarts it. Both tracks hold the condition 5 or 50 s, cross,
+# come back, and must then hold it the whole `condition_for` again.
+@pytest.mark.parametrize(("mode", "condition", "hold", "track", "opened"), [
+    ("inside", "speed_kmh > zone.speed_limit_kmh", "10s",
+     [(0, IN_A), (5, IN_A), (6, OUT), (100, IN_A), (105, IN_A), (110, IN_A)], "08:01:50"),
+    ("outside", "speed_kmh < 2.0", "60s",
+     [(0, OUT), (50, OUT), (55, IN_A), (100, OUT), (130, OUT), (160, OUT)], "08:02:40"),
+])
+def test_a_condition_held_before_crossing_does_not_count_after_crossing_back(
+        mode: str, condition: str, hold: str, track: list[tuple[float, tuple[float, float]]], opened: str) -> None:
+    speed = 45 if mode == "inside" else 0
+    r = geofence(mode=mode, condition=condition, condition_for=hold)
+    findings, _ = run(r, [at(t, where, speed_kmh=speed) for t, where in track], device(kind="truck"))
+    assert actions(findings) == [("open", opened)]
