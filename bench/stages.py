@@ -17,10 +17,9 @@ from typing import Any
 from bench.traffic import devices, messages
 from gateway.catalogue import load_service_codes
 from gateway.devices import DeviceDirectory
-from gateway.events import AckToken, RawMessage
-from gateway.frame_counters import FrameCounters
-from gateway.ingest import Ingestor
-from gateway.normalize import Normalizer
+from gateway.events import AckToken, Batch, RawMessage
+from gateway.ingest import IngestLimits, Ingestor
+from gateway.ingest.frame_counters import FrameCounters
 from gateway.profiles.loader import load_profiles
 from gateway.rules.engine import RuleEngine
 from gateway.rules.loader import load_rules
@@ -34,10 +33,9 @@ async def _measure(database_url: str, count: int, batch_size: int) -> dict[str, 
     profiles = load_profiles(REPO / "device_profiles")
     rules = load_rules(REPO / "rules", load_service_codes(REPO / "services.yaml"))
     directory = DeviceDirectory(devices())
-    ingestor = Ingestor(profiles, Normalizer(directory, timedelta(days=1), timedelta(days=35), FrameCounters()),
-                        65536, lambda: datetime.now(UTC))
+    ingestor = Ingestor(profiles, directory, lambda: datetime.now(UTC),
+                        IngestLimits(65536, timedelta(days=1), timedelta(days=35)), FrameCounters())
     engine = RuleEngine(rules, directory, {p.name: p.config.defaults.expected_interval_s for p in profiles.profiles})
-    kinds = {p.name: p.config.kind for p in profiles.profiles}
     received = datetime.now(UTC)
     raw = [RawMessage(topic, payload, received, AckToken(1, i % 65535 + 1, 1))
            for i, (topic, payload) in enumerate(messages(count, seed=4))]
@@ -52,7 +50,8 @@ async def _measure(database_url: str, count: int, batch_size: int) -> dict[str, 
             found = engine.evaluate(result.readings, datetime.now(UTC))
             t2 = time.perf_counter()
             cpu = time.process_time()
-            await commit_batch(pool, result, kinds, found)
+            await commit_batch(pool, Batch(result.readings, result.rejections, result.devices_seen,
+                                           found.findings, found.states))
             commit_cpu += time.process_time() - cpu
             commit_wall += time.perf_counter() - t2
             decode += t1 - t0

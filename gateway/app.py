@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import uvicorn
@@ -18,16 +19,16 @@ from gateway.api.app import create_api
 from gateway.api.context import ApiContext
 from gateway.catalogue import load_catalogue_or_empty, load_service_codes
 from gateway.devices import DeviceDirectory
-from gateway.frame_counters import FrameCounters
-from gateway.ingest import Ingestor
-from gateway.normalize import Normalizer
+from gateway.ingest import IngestLimits, Ingestor
+from gateway.ingest.frame_counters import FrameCounters
+from gateway.ingest.rate_limit import DeviceRateLimiter
 from gateway.pipeline import Pipeline
 from gateway.profiles.loader import ProfileSet, load_profiles
-from gateway.rate_limit import DeviceRateLimiter
 from gateway.rules.engine import RuleEngine
 from gateway.rules.loader import RuleFileError, files_signature, load_rules
 from gateway.settings import Settings
 from gateway.sources.mqtt import MqttSourceConfig
+from gateway.store.batch import PostgresSink
 from gateway.store.devices import load_devices
 from gateway.store.migrate import maintain_partitions
 from gateway.store.pool import open_pool
@@ -69,6 +70,14 @@ def _settle_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class _ApiServer(uvicorn.Server):
     """uvicorn without its own SIGINT/SIGTERM handling: the gateway owns the signals and stops the API."""
 
@@ -99,12 +108,15 @@ class Gateway:
             checks["database"] = self.pipeline is not None and self.pipeline.database_ok
         return checks
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """The gateway and the API (each can be switched off), until `stop` is set."""
+    async def run(self, stop: asyncio.Event) -> bool:
+        """The gateway and the API (each can be switched off), until `stop` is set. False when it stopped
+        with messages it could not commit (left unacknowledged: the broker redelivers them)."""
         settings = self.settings
         if settings.gateway_enabled:
             await asyncio.to_thread(self._maintain_partitions)
         pool = await open_pool(settings.database_url)
+        self._log_start()
+        clean = True
         try:
             async with asyncio.TaskGroup() as tasks:
                 if settings.gateway_enabled:
@@ -116,27 +128,41 @@ class Gateway:
         finally:
             if settings.gateway_enabled:
                 await self.source.close()
-            await pool.close()
+                clean = self.pipeline is None or not self.pipeline.gave_up
+            # Connections still out (a commit abandoned at the end of the grace) are not waited for long.
+            await pool.close(timeout=1.0)
+        return clean
+
+    def _log_start(self) -> None:
+        settings = self.settings
+        parts = [f"database {_without_password(settings.database_url)}"]
+        if settings.gateway_enabled:
+            parts.insert(0, f"broker {_without_password(settings.mqtt_url)}")
+            parts.append(f"{len(self.profiles.profiles)} profiles, {len(self.rules.rules)} rules")
+        if settings.api_enabled:
+            parts.append(f"API on {settings.api_host}:{settings.api_port}")
+        log.warning("wastegate starting: %s", "; ".join(parts))
 
     async def _start_gateway(self, pool: AsyncConnectionPool, tasks: asyncio.TaskGroup, stop: asyncio.Event) -> None:
         settings = self.settings
         await self._refresh_devices(pool)
         counters = FrameCounters({d.device_id: d.last_f_cnt for d in self.devices if d.last_f_cnt is not None})
-        normalizer = Normalizer(
-            self.devices, timedelta(seconds=settings.max_future_s), timedelta(seconds=settings.max_past_s), counters,
+        ingestor = Ingestor(
+            self.profiles, self.devices, self.clock,
+            IngestLimits(settings.max_payload_bytes, timedelta(seconds=settings.max_future_s),
+                         timedelta(seconds=settings.max_past_s)),
+            counters, DeviceRateLimiter(settings.device_rate_limit_per_s, settings.device_rate_window_s),
         )
-        ingestor = Ingestor(self.profiles, normalizer, settings.max_payload_bytes, self.clock,
-                            DeviceRateLimiter(settings.device_rate_limit_per_s, settings.device_rate_burst))
-        kinds = {p.name: p.config.kind for p in self.profiles.profiles}
         async with pool.connection() as conn:
             stored_states = await load_rule_states(conn)
         self.engine = RuleEngine(
             self.rules, self.devices, {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
             stored_states, {d.device_id: d.last_seen for d in self.devices if d.last_seen is not None},
         )
+        sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s)
         self.pipeline = Pipeline(
-            self.source, ingestor, pool, kinds, settings.batch_max_size, settings.batch_max_age_ms / 1000,
-            self.engine, self.clock,
+            self.source, ingestor, sink, settings.batch_max_size, settings.batch_max_age_ms / 1000,
+            self.engine, self.clock, settings.shutdown_grace_s,
         )
         _settle_garbage_collector()
         await self.source.start()
@@ -144,7 +170,7 @@ class Gateway:
         tasks.create_task(self._every(settings.device_refresh_s, lambda: self._refresh_devices(pool), stop))
         tasks.create_task(self._every(3600, lambda: asyncio.to_thread(self._maintain_partitions), stop))
         tasks.create_task(self._every(settings.rules_reload_s, self.reload_rules_if_changed, stop))
-        tasks.create_task(self._every(settings.sweep_s, lambda: self._sweep(stop), stop))
+        tasks.create_task(self._every(settings.sweep_s, self.pipeline.request_sweep, stop))
 
     def reload_rules_if_changed(self) -> bool:
         """Swaps in edited rule files; a set that does not load is refused and the running rules stay."""
@@ -166,13 +192,6 @@ class Gateway:
         log.warning("rule files reloaded: %d rules", len(rules.rules))
         return True
 
-    async def _sweep(self, stop: asyncio.Event) -> None:
-        if self.engine is None or self.pipeline is None:
-            return
-        result = self.engine.sweep(self.clock())
-        if result:
-            await self.pipeline.commit_rule_output(result, stop)
-
     async def _refresh_devices(self, pool: AsyncConnectionPool) -> None:
         try:
             async with pool.connection() as conn:
@@ -189,20 +208,29 @@ class Gateway:
             log.warning("telemetry partitions not maintained", extra={"error": str(exc)})
 
     async def _every(self, period_s: float, action: Callable[[], object], stop: asyncio.Event) -> None:
+        """Upkeep beside the pipeline; abandoned at once when stopping (e.g. a refresh waiting for a
+        database that is gone), so it never holds up the shutdown."""
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=period_s)
             except TimeoutError:
                 result = action()
                 if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                    await result
+                    running = asyncio.ensure_future(result)
+                    stopping = asyncio.ensure_future(stop.wait())
+                    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    stopping.cancel()
+                    if not running.done():
+                        running.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await running
 
     async def _serve_api(self, stop: asyncio.Event, pool: AsyncConnectionPool) -> None:
         api_context = ApiContext(self.settings, pool, load_catalogue_or_empty(self.settings.services_file),
                                  self.profiles, self.clock)
         config = uvicorn.Config(
             create_api(self.readiness, api_context), host=self.settings.api_host, port=self.settings.api_port,
-            log_level="warning", lifespan="off",
+            log_level="warning", lifespan="off", timeout_graceful_shutdown=5,
         )
         server = _ApiServer(config)
         serving = asyncio.create_task(server.serve())

@@ -60,15 +60,17 @@ def serve(
     if not gateway:
         overrides["gateway_enabled"] = False
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    asyncio.run(_run_until_signal(Gateway(settings)))
+    if not asyncio.run(_run_until_signal(Gateway(settings))):
+        typer.echo("stopped with messages not committed (the broker redelivers them)", err=True)
+        raise typer.Exit(1)
 
 
-async def _run_until_signal(runner: Gateway) -> None:
+async def _run_until_signal(runner: Gateway) -> bool:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await runner.run(stop)
+    return await runner.run(stop)
 
 
 @devices_app.command("import")

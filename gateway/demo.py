@@ -92,7 +92,7 @@ def _settings(directory: Path, database_url: str, broker: Mosquitto | AmqttBroke
         mqtt_protocol="3.1.1" if isinstance(broker, AmqttBroker) else "5",
         profiles_dir=REPO / "device_profiles", rules_dir=rules_dir, services_file=REPO / "services.yaml",
         api_port=api_port, api_tokens=["demo:admin:demo"], open311_api_keys=["demo"],
-        sweep_s=1.0, device_refresh_s=2.0, device_rate_limit_per_s=max(20.0, speedup), _env_file=None,
+        sweep_s=1.0, device_refresh_s=2.0, _env_file=None,
     )
 
 

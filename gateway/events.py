@@ -1,4 +1,5 @@
-"""The frozen objects that pass between stages: RawMessage → Reading | Rejection.
+"""The objects that pass between stages: RawMessage → Reading | Rejection → Finding, and the Batch the
+store commits in one transaction.
 
 They are plain immutable records, not pydantic models: validation happens where the data enters
 (decoders, normalize), not here. The three built for every MQTT message (AckToken, RawMessage, Reading)
@@ -8,13 +9,25 @@ the rarer ones are frozen dataclasses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def message_key(topic: str, payload: bytes, index: int = 0) -> bytes:
+    """Identifies a message across redeliveries: same topic and bytes, same key (`index` tells apart the
+    readings of a message that carries several)."""
+    digest = hashlib.blake2b(topic.encode(), digest_size=16)
+    digest.update(b"\0")
+    digest.update(payload)
+    if index:
+        digest.update(index.to_bytes(4, "big"))
+    return digest.digest()
 
 
 class AckToken(NamedTuple):
@@ -106,3 +119,35 @@ class Rejection:
     detail: str
     profile: str | None = None
     device_id: str | None = None
+
+
+@dataclass(slots=True)
+class DeviceSeen:
+    """What one batch says about one device: the registry's upkeep (first heard of, last seen, LoRaWAN
+    frames lost and the last frame counter), worked out by the decode stage."""
+
+    device_id: str
+    profile: str
+    kind: str
+    last_received_at: datetime
+    frames_lost: int = 0
+    last_f_cnt: int | None = None
+
+
+# A rule's persisted state is keyed by (rule id, subject); the subject is a device id, a household, …
+StateKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Everything one transaction commits, from the decode stage and the rules: telemetry rows, dead-letter
+    rows, device upkeep, incident changes, and the rules' states as JSON (None deletes one)."""
+
+    readings: Sequence[Reading] = ()
+    rejections: Sequence[Rejection] = ()
+    devices_seen: Sequence[DeviceSeen] = ()
+    findings: Sequence[Finding] = ()
+    states: Mapping[StateKey, Mapping[str, Any] | None] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.readings or self.rejections or self.devices_seen or self.findings or self.states)

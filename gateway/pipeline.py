@@ -1,12 +1,17 @@
-"""The ingest loop: source → decode → one transaction per batch → acknowledge.
+"""The ingest loop: source → decode → rules → one transaction per batch → acknowledge.
 
 A message is acknowledged only after the transaction holding its row (or its dead-letter entry) has
 committed. Batches commit one at a time and in order; the next batch is decoded and its rules evaluated
 while the previous one commits, so the wait for the database (a disk flush, a network round trip) is not
-time the interpreter stands idle. While the database is unreachable the batch is retried and nothing is
-acknowledged, so the broker holds the backlog. A batch the database refuses for its content (not its
-availability) is split into single messages, and the ones that still fail go to the dead letter as
-`store_error`.
+time the interpreter stands idle. The periodic sweep's findings and states go through the same ordered
+chain, between two batches, so a sweep never commits beside a batch and an older rule state never
+overwrites a newer one.
+
+While the database is unreachable the batch is retried and nothing is acknowledged, so the broker holds
+the backlog. A batch the database refuses for its content (not its availability) is split into its
+messages, and the ones that still fail go to the dead letter as `store_error`. Once asked to stop, the
+loop flushes what it has received for at most `shutdown_grace_s`; what it could not commit by then is
+given up unacknowledged (the broker redelivers it) and `run` says so.
 """
 
 from __future__ import annotations
@@ -15,82 +20,111 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
-
 from gateway import metrics
-from gateway.events import RawMessage, Rejection
+from gateway.events import Batch, RawMessage, Rejection
 from gateway.ingest import Ingestor, IngestResult
 from gateway.rules.engine import EngineResult, RuleEngine
-from gateway.sources.mqtt import MqttSource
-from gateway.store.batch import CommitStats, commit_batch
+from gateway.sources.base import Source
+from gateway.store.batch import BatchRefused, BatchSink, CommitStats, StoreUnavailable
 from gateway.store.cases import CaseChanges
 
 log = logging.getLogger(__name__)
 
-_UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
+Prepared = tuple[IngestResult, EngineResult | None]
 
 
 class Pipeline:
     def __init__(
         self,
-        source: MqttSource,
+        source: Source,
         ingestor: Ingestor,
-        pool: AsyncConnectionPool,
-        kinds_by_profile: Mapping[str, str],
+        sink: BatchSink,
         batch_max_size: int,
         batch_max_age_s: float,
         engine: RuleEngine | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        shutdown_grace_s: float = 30.0,
+        shutdown_grace_s: float = 15.0,
     ) -> None:
-        self.engine = engine
-        self.clock = clock
         self.source = source
         self.ingestor = ingestor
-        self.pool = pool
-        self.kinds_by_profile = kinds_by_profile
+        self.sink = sink
         self.batch_max_size = batch_max_size
         self.batch_max_age_s = batch_max_age_s
+        self.engine = engine
+        self.clock = clock
         self.shutdown_grace_s = shutdown_grace_s
         self.database_ok = True
+        self.gave_up = False  # something received was not committed when the loop stopped
+        self._interrupt = asyncio.Event()  # stop, or a sweep is due: the source returns what it has
+        self._sweep_due = False
+        self._give_up: asyncio.Event | None = None
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def request_sweep(self) -> None:
+        """Runs the rules' sweep between two batches, its output committed in order with them."""
+        self._sweep_due = True
+        self._interrupt.set()
+
+    async def run(self, stop: asyncio.Event) -> bool:
+        """Until `stop`; True when everything received was committed and acknowledged."""
+        self._give_up = asyncio.Event()
+        watchdog = asyncio.create_task(self._watch(stop))
         committing: asyncio.Task[bool] | None = None
         try:
             while not stop.is_set():
-                batch = await self.source.next_batch(self.batch_max_size, self.batch_max_age_s, stop)
+                batch = await self.source.next_batch(self.batch_max_size, self.batch_max_age_s, self._interrupt)
+                if not stop.is_set():
+                    self._interrupt.clear()  # a sweep asked for from now on interrupts the next wait
                 if batch:
-                    committing = await self._overlap(batch, committing, stop)
+                    committing = await self._chain(batch, self.prepare(batch), committing)
+                if self._sweep_due and not stop.is_set():
+                    committing = await self._sweep(committing)
             # Flush what was already received when the stop came; later arrivals stay unacknowledged and
             # the broker redelivers them to the next session.
             remaining = self.source.pending_count()
-            while remaining > 0:
-                batch = await self.source.next_batch(min(self.batch_max_size, remaining), 0.0, stop)
+            while remaining > 0 and not self._give_up.is_set():
+                batch = await self.source.next_batch(min(self.batch_max_size, remaining), 0.0, self._interrupt)
                 if not batch:
                     break
                 remaining -= len(batch)
-                committing = await self._overlap(batch, committing, stop)
+                committing = await self._chain(batch, self.prepare(batch), committing)
+            if committing is not None and not await committing:
+                self.gave_up = True
         finally:
-            if committing is not None:
-                await committing
+            if committing is not None and not committing.done():
+                committing.cancel()
+            watchdog.cancel()
+        if self.source.pending_count() and self._give_up.is_set():
+            self.gave_up = True
+        return not self.gave_up
 
-    async def _overlap(self, batch: list[RawMessage], committing: asyncio.Task[bool] | None,
-                       stop: asyncio.Event) -> asyncio.Task[bool]:
-        """Decodes and evaluates `batch` while the previous batch commits, then starts its commit.
+    async def _watch(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._interrupt.set()
+        await asyncio.sleep(self.shutdown_grace_s)
+        assert self._give_up is not None
+        self._give_up.set()
 
-        Batches still commit one after the other, in order: a batch whose predecessor was given up (the
-        gateway stopping with the database away) is not committed either, and the broker redelivers both.
-        """
-        prepared = self.prepare(batch)
+    async def _chain(self, batch: list[RawMessage], prepared: Prepared,
+                     committing: asyncio.Task[bool] | None) -> asyncio.Task[bool]:
+        """Starts `batch`'s commit once the previous one has committed (its preparation already ran while
+        that one was committing). A batch whose predecessor was given up is not committed either."""
         if committing is not None and not await committing:
             return committing
-        return asyncio.create_task(self.commit(batch, *prepared, stop))
+        return asyncio.create_task(self.commit(batch, *prepared))
 
-    def prepare(self, batch: list[RawMessage]) -> tuple[IngestResult, EngineResult | None]:
+    async def _sweep(self, committing: asyncio.Task[bool] | None) -> asyncio.Task[bool] | None:
+        self._sweep_due = False
+        if self.engine is None:
+            return committing
+        found = self.engine.sweep(self.clock())
+        if not found:
+            return committing
+        return await self._chain([], (IngestResult(), found), committing)
+
+    def prepare(self, batch: list[RawMessage]) -> Prepared:
         metrics.MESSAGES_RECEIVED.inc(len(batch))
         metrics.BATCH_SIZE.observe(len(batch))
         result = self.ingestor.process(batch)
@@ -98,13 +132,13 @@ class Pipeline:
         rules = self.engine.evaluate(result.readings, self.clock()) if self.engine else None
         return result, rules
 
-    async def commit(self, batch: list[RawMessage], result: IngestResult, rules: EngineResult | None,
-                     stop: asyncio.Event) -> bool:
+    async def commit(self, batch: list[RawMessage], result: IngestResult, rules: EngineResult | None) -> bool:
         """Commits, then acknowledges; False when it gave up (stopping), leaving the batch unacknowledged."""
-        stats = await self._commit_with_retry(batch, result, rules, stop)
+        stats = await self._commit_with_retry(batch, result, rules)
         if stats is None:
             return False  # gave up while stopping: unacknowledged, so the broker redelivers
-        self.source.ack(batch)
+        if batch:
+            self.source.ack(batch)
         count_case_changes(stats.cases)
         metrics.BATCHES.inc()
         metrics.READINGS_STORED.inc(stats.inserted)
@@ -115,62 +149,73 @@ class Pipeline:
             metrics.NOT_READINGS.labels(kind).inc(count)
         return True
 
-    async def commit_rule_output(self, rules: EngineResult, stop: asyncio.Event) -> None:
-        """Findings of the periodic sweep, which come with no batch of messages."""
-        stats = await self._commit_with_retry([], IngestResult(), rules, stop)
-        if stats is not None:
-            count_case_changes(stats.cases)
+    async def _attempt(self, batch: Batch) -> CommitStats | None:
+        """One commit, abandoned (rolled back) if the shutdown grace runs out while it waits."""
+        assert self._give_up is not None
+        if self._give_up.is_set():
+            return None
+        attempt = asyncio.ensure_future(self.sink.commit(batch))
+        giving_up = asyncio.ensure_future(self._give_up.wait())
+        try:
+            await asyncio.wait({attempt, giving_up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            giving_up.cancel()
+        if not attempt.done():
+            attempt.cancel()
+            return None
+        return attempt.result()
 
-    async def _commit_with_retry(
-        self, batch: list[RawMessage], result: IngestResult, rules: EngineResult | None, stop: asyncio.Event
-    ) -> CommitStats | None:
+    async def _commit_with_retry(self, batch: list[RawMessage], result: IngestResult,
+                                 rules: EngineResult | None) -> CommitStats | None:
+        whole = Batch(result.readings, result.rejections, result.devices_seen,
+                      rules.findings if rules else (), rules.states if rules else {})
         delay = 0.2
-        give_up_at: float | None = None
         while True:
             started = time.perf_counter()
             try:
-                stats = await commit_batch(self.pool, result, self.kinds_by_profile, rules)
-            except _UNAVAILABLE as exc:
+                stats = await self._attempt(whole)
+                if stats is None:
+                    break
+            except StoreUnavailable as exc:
                 self.database_ok = False
                 metrics.COMMIT_FAILURES.inc()
                 log.warning("database unavailable, batch not committed, retrying", extra={"error": str(exc)})
-            except psycopg.Error as exc:
-                log.error("database refused a batch, committing its messages one by one",
-                          extra={"error": str(exc)})
+            except BatchRefused as exc:
+                log.error("database refused a batch, committing its messages one by one", extra={"error": str(exc)})
                 try:
-                    return await self._commit_one_by_one(batch, rules)
-                except _UNAVAILABLE:
+                    return await self._commit_one_by_one(batch, result, rules)
+                except StoreUnavailable:
                     self.database_ok = False  # what was committed already is a no-op when retried
             else:
                 self.database_ok = True
                 metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
                 return stats
-            if stop.is_set():
-                give_up_at = give_up_at or time.monotonic() + self.shutdown_grace_s
-                if time.monotonic() > give_up_at:
-                    log.error("stopping with an uncommitted batch; the broker will redeliver it")
-                    return None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-    async def _commit_one_by_one(self, batch: list[RawMessage], rules: EngineResult | None) -> CommitStats:
-        inserted = duplicates = rejected = 0
-        for message in batch:
-            single = self.ingestor.process([message])
+            assert self._give_up is not None
             try:
-                stats = await commit_batch(self.pool, single, self.kinds_by_profile)
-            except _UNAVAILABLE:
-                raise
-            except psycopg.Error as exc:
-                refused = Rejection(message, "store_error", str(exc).splitlines()[0])
-                stats = await commit_batch(self.pool, IngestResult([], [refused]), self.kinds_by_profile)
+                await asyncio.wait_for(self._give_up.wait(), timeout=delay)
+            except TimeoutError:
+                delay = min(delay * 2, 5.0)
+        log.error("stopping with an uncommitted batch of %d messages; the broker will redeliver it", len(batch))
+        return None
+
+    async def _commit_one_by_one(self, batch: list[RawMessage], result: IngestResult,
+                                 rules: EngineResult | None) -> CommitStats:
+        """Each message's readings, rejections and device upkeep on their own, as decoded the first time;
+        then the rules' output, which refers to no single message."""
+        inserted = duplicates = rejected = 0
+        for message, single in result.per_message(batch):
+            try:
+                stats = await self.sink.commit(single)
+            except BatchRefused as exc:
+                refused = Rejection(message, "store_error", str(exc))
+                stats = await self.sink.commit(Batch(rejections=[refused]))
                 metrics.REJECTED.labels("store_error").inc()
             inserted += stats.inserted
             duplicates += stats.duplicates
             rejected += stats.rejected
         cases = CaseChanges()
         if rules:
-            cases = (await commit_batch(self.pool, IngestResult(), self.kinds_by_profile, rules)).cases
+            cases = (await self.sink.commit(Batch(findings=rules.findings, states=rules.states))).cases
         return CommitStats(inserted, duplicates, rejected, cases)
 
 

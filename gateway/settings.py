@@ -43,12 +43,17 @@ class Settings(BaseSettings):
     # A batch is committed at this size or age, whichever comes first: the age bounds latency at low load.
     batch_max_age_ms: int = Field(default=50, ge=1)
     max_payload_bytes: int = Field(default=64 * 1024, ge=1)
-    # Per device: a sustained rate and a burst; the excess goes to the dead letter (0 turns it off).
+    # Per device, on the device's own clock: at most this many readings per second of device time, counted
+    # over windows of `device_rate_window_s`; the excess goes to the dead letter as `rate_limited` (0 turns
+    # it off). A backlog spread over time passes however fast it arrives.
     device_rate_limit_per_s: float = Field(default=20.0, ge=0)
-    device_rate_burst: float = Field(default=200.0, ge=1)
+    device_rate_window_s: float = Field(default=10.0, gt=0, le=3600)
     max_future_s: int = Field(default=600, ge=0)
     max_past_s: int = Field(default=7 * 24 * 3600, ge=60)
     device_refresh_s: float = Field(default=30.0, gt=0)
+    # On SIGTERM: how long to keep trying to commit what was received before exiting (non-zero) with it
+    # unacknowledged, for the broker to redeliver.
+    shutdown_grace_s: float = Field(default=15.0, gt=0, le=300)
 
     # Telemetry storage. With TimescaleDB these become the hypertable's chunk interval and policies;
     # on plain PostgreSQL, daily partitions are created `partitions_ahead_days` ahead and dropped after

@@ -18,8 +18,7 @@ from typing import Any
 
 from gateway.devices import Device, DeviceDirectory
 from gateway.events import RawMessage, Reading
-from gateway.ingest import Ingestor
-from gateway.normalize import Normalizer
+from gateway.ingest import IngestLimits, Ingestor
 from gateway.profiles.loader import ProfileSet
 
 _NOT_COMPARED = {"received_at", "message_key", "profile"}
@@ -82,8 +81,8 @@ def run_case(case: Path, profiles: ProfileSet) -> CaseOutcome:
         devices.add(Device(route.device_id, profile_name, profile.config.kind,
                            attributes=MappingProxyType(expected["device"])))
     now = datetime.fromisoformat(expected["now"])
-    normalizer = Normalizer(devices, timedelta(minutes=10), timedelta(days=7))
-    result = Ingestor(profiles, normalizer, 65536, lambda: now).process([RawMessage(expected["topic"], payload, now)])
+    ingestor = Ingestor(profiles, devices, lambda: now, IngestLimits(65536, timedelta(minutes=10), timedelta(days=7)))
+    result = ingestor.process([RawMessage(expected["topic"], payload, now)])
     got_readings = [reading_as_json(r) for r in result.readings]
     got_reasons = [f"{r.reason}: {r.detail}" for r in result.rejections]
     if "rejected" in expected:

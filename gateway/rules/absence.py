@@ -12,10 +12,20 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
+from typing_extensions import TypedDict  # pydantic reads the shape of a typing_extensions TypedDict on 3.11
 
 from gateway.events import Reading
 from gateway.rules.durations import Duration
-from gateway.rules.model import Outcome, RuleBase, RuleConfigBase, cooling_down
+from gateway.rules.model import (
+    Outcome,
+    RuleBase,
+    RuleConfigBase,
+    StateOf,
+    SweepWorld,
+    Verdict,
+    cooling_down,
+    device_context,
+)
 
 
 class AbsenceConfig(RuleConfigBase):
@@ -27,9 +37,15 @@ class AbsenceConfig(RuleConfigBase):
         return AbsenceRule(self)
 
 
+class AbsenceState(TypedDict, total=False):
+    active: bool  # a "silent" incident is open
+    resolved_at: float  # device time of the reading that resolved the last one (for the cool-down)
+
+
 class AbsenceRule(RuleBase):
     kind = "absence"
     sweeps = True
+    State = AbsenceState
 
     def __init__(self, config: AbsenceConfig) -> None:
         super().__init__(config)
@@ -52,8 +68,22 @@ class AbsenceRule(RuleBase):
         return Outcome({"resolved_at": t}, [self.finding("resolve", reading.device_id, reading.time, context,
                                                          data={"reported_at": reading.time.isoformat()})])
 
-    def sweep(self, device: Mapping[str, Any], last_seen: datetime | None, profile_interval_s: float | None,
-              state: Mapping[str, Any] | None, now: datetime) -> Outcome:
+    def sweep(self, now: datetime, world: SweepWorld, state_of: StateOf) -> Verdict:
+        verdict = Verdict()
+        for device in world.devices:
+            if not self.applies_to(device, device.device_id, device.profile):
+                continue
+            before = state_of(device.device_id)
+            outcome = self.check_silence(device_context(device, device.device_id),
+                                         world.last_seen.get(device.device_id),
+                                         world.profile_intervals.get(device.profile), before, now)
+            verdict.findings.extend(outcome.findings)
+            if outcome.state != before:
+                verdict.states[device.device_id] = outcome.state
+        return verdict
+
+    def check_silence(self, device: Mapping[str, Any], last_seen: datetime | None, profile_interval_s: float | None,
+                      state: Mapping[str, Any] | None, now: datetime) -> Outcome:
         allowed = self.silence_allowed_s(device, profile_interval_s)
         if last_seen is None or allowed is None or (state or {}).get("active"):
             return Outcome(state)

@@ -16,7 +16,7 @@ A household first seen by a running gateway is not checked for windows that ende
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -25,12 +25,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing_extensions import TypedDict  # pydantic reads the shape of a typing_extensions TypedDict on 3.11
 
-from gateway.devices import Device
+from gateway.devices import Device, DeviceDirectory
 from gateway.events import Finding, Reading
 from gateway.rules.durations import Duration
-from gateway.rules.model import IncidentSpec, Outcome, RuleBase, RuleConfigBase
-from gateway.rules.templates import render
+from gateway.rules.model import (
+    ContextWith,
+    IncidentSpec,
+    Outcome,
+    RuleBase,
+    RuleConfigBase,
+    StateOf,
+    SweepWorld,
+    Verdict,
+)
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -123,9 +132,16 @@ class _Window:
     end: datetime
 
 
+class HouseholdState(TypedDict, total=False):
+    checked: float  # the end of the last window judged (epoch s); windows before it are not judged again
+    lifted: float  # device time of the last lift of the household's bin
+    missed: bool  # a "missed collection" incident is open
+
+
 class CollectionRule(RuleBase):
     kind = "collection"
     sweeps = True
+    State = HouseholdState
 
     def __init__(self, config: CollectionConfig, households: list[Household]) -> None:
         super().__init__(config)
@@ -133,6 +149,7 @@ class CollectionRule(RuleBase):
         self.listed = households
         self.tz = ZoneInfo(config.timezone)
         self.grace = config.grace
+        self.by_tag: dict[str, Household] = {h.tag: h for h in households}
 
     def households(self, devices: Iterable[Device]) -> dict[str, Household]:
         """By tag: the file's households and, when configured, registered household devices."""
@@ -144,45 +161,47 @@ class CollectionRule(RuleBase):
                     found.setdefault(household.tag, household)
         return found
 
+    def devices_changed(self, devices: DeviceDirectory) -> None:
+        self.by_tag = self.households(devices)
+
     def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
                  now: datetime) -> Outcome:
-        raise NotImplementedError("the engine calls on_lift with the households")
+        raise NotImplementedError("collection keeps its state per household: see evaluate_reading")
 
-    def on_lift(self, reading: Reading, context: Mapping[str, Any], households: Mapping[str, Household],
-                state_of: Callable[[str], Mapping[str, Any] | None]) -> tuple[list[Finding], dict[str, Any]]:
-        """Findings and the household states to store, for one reading of a truck."""
+    def evaluate_reading(self, reading: Reading, context: Mapping[str, Any], state_of: StateOf,
+                         now: datetime) -> Verdict:
+        """A truck's bin lift: the household it collected, an unknown tag, or a lift outside the area."""
         if reading.event != "bin_lift" or not reading.rfid:
-            return [], {}
-        household = households.get(reading.rfid)
+            return Verdict()
+        household = self.by_tag.get(reading.rfid)
         truck_area = (context.get("device") or {}).get("service_area")
         if household is None:
-            if self.collection.unknown_tag_incident is None:
-                return [], {}
-            return [self._finding(self.collection.unknown_tag_incident, f"tag:{reading.rfid}", reading, context,
-                                  None)], {}
+            unknown = self.collection.unknown_tag_incident
+            if unknown is None:
+                return Verdict()
+            return Verdict([self._lift_finding(unknown, f"tag:{reading.rfid}", reading, context, None)])
         subject = f"household:{household.id}"
         before = dict(state_of(subject) or {})
         after = {**before, "lifted": reading.time.timestamp()}
         findings = []
         if before.get("missed"):
             after.pop("missed")
-            findings.append(self._finding(self.incident, subject, reading, context, household, "resolve"))
+            findings.append(self._lift_finding(self.incident, subject, reading, context, household, "resolve"))
         wrong = self.collection.wrong_area_incident
         if wrong and truck_area and household.service_area and truck_area != household.service_area:
-            findings.append(self._finding(wrong, f"lift:{household.id}", reading, context, household))
-        return findings, {subject: after}
+            findings.append(self._lift_finding(wrong, f"lift:{household.id}", reading, context, household))
+        return Verdict(findings, {subject: after})
 
-    def sweep_households(self, now: datetime, households: Mapping[str, Household],
-                         state_of: Callable[[str], Mapping[str, Any] | None]) -> tuple[list[Finding], dict[str, Any]]:
-        findings: list[Finding] = []
-        states: dict[str, Any] = {}
-        for household in households.values():
+    def sweep(self, now: datetime, world: SweepWorld, state_of: StateOf) -> Verdict:
+        """Households whose last window (plus the grace) has ended without a lift in it."""
+        verdict = Verdict()
+        for household in self.by_tag.values():
             subject = f"household:{household.id}"
             state = dict(state_of(subject) or {})
             window = self._last_window(household, now)
             if "checked" not in state:
                 state["checked"] = now.timestamp()  # first seen now: earlier windows are not judged
-                states[subject] = state
+                verdict.states[subject] = state
                 continue
             if window is None or window.end.timestamp() <= state["checked"]:
                 continue
@@ -190,18 +209,15 @@ class CollectionRule(RuleBase):
             lifted = state.get("lifted")
             if not (isinstance(lifted, int | float) and window.start.timestamp() <= lifted <= window.end.timestamp()):
                 state["missed"] = True
-                context = {"household": household.model_dump(), "device": {"id": household.id},
+                context = {"household": household.model_dump(), "device": {},
                            "date": window.start.date().isoformat(), "window": household.window}
-                findings.append(Finding(
-                    rule_id=self.id, subject=subject, action="open", time=window.end,
-                    service_code=self.incident.service_code, severity=self.incident.severity,
-                    title=render(self.incident.title, context), description=render(self.incident.description, context),
-                    device_id=None, lat=household.lat, lon=household.lon, address=household.address,
+                verdict.findings.append(self.finding(
+                    "open", subject, window.end, context, lat=household.lat, lon=household.lon,
+                    address=household.address,
                     data={"household": household.id, "tag": household.tag, "window_start": window.start.isoformat(),
-                          "window_end": window.end.isoformat()},
-                ))
-            states[subject] = state
-        return findings, states
+                          "window_end": window.end.isoformat()}))
+            verdict.states[subject] = state
+        return verdict
 
     def _last_window(self, household: Household, now: datetime) -> _Window | None:
         """The latest collection window whose end plus the grace period has passed."""
@@ -216,13 +232,10 @@ class CollectionRule(RuleBase):
                 return _Window(datetime.combine(day, start_time, self.tz), end)
         return None
 
-    def _finding(self, spec: IncidentSpec, subject: str, reading: Reading, context: Mapping[str, Any],
-                 household: Household | None, action: str = "open") -> Finding:
-        full = {**context, "household": household.model_dump() if household else {}}
-        return Finding(
-            rule_id=self.id, subject=subject, action=action, time=reading.time, service_code=spec.service_code,
-            severity=spec.severity, title=render(spec.title, full), description=render(spec.description, full),
-            device_id=reading.device_id, lat=reading.lat, lon=reading.lon,
-            address=household.address if household else None,
-            data={"rfid": reading.rfid, **({"household": household.id} if household else {})},
-        )
+    def _lift_finding(self, spec: IncidentSpec, subject: str, reading: Reading, context: Mapping[str, Any],
+                      household: Household | None, action: str = "open") -> Finding:
+        full = ContextWith(context, household=household.model_dump() if household else {})
+        return self.finding(
+            action, subject, reading.time, full, spec=spec, device_id=reading.device_id, lat=reading.lat,
+            lon=reading.lon, address=household.address if household else None,
+            data={"rfid": reading.rfid, **({"household": household.id} if household else {})})

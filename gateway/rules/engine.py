@@ -1,9 +1,13 @@
 """Runs the rules: readings in device-time order per device, the periodic sweep, and the rules' state.
 
+The engine knows rules only through the contract of `RuleBase` (evaluate a reading, sweep, load and dump
+a state): adding a kind touches nothing here.
+
 Late data policy: a reading older than the last one a rule has evaluated for its device is stored but
 not evaluated by that rule (counted in `wastegate_late_readings_total`), so it can never flip a state
-backwards. The state of each (rule, device) is kept in memory and written, when it changes, in the same
-transaction as the batch that changed it (table `rule_state`), with the device time it was evaluated at.
+backwards. The state of each (rule, subject) is kept in memory and written, when it changes, in the same
+transaction as the batch that changed it (table `rule_state`), with its kind's state version and the
+device time it was evaluated at.
 """
 
 from __future__ import annotations
@@ -12,25 +16,22 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from gateway import metrics
 from gateway.devices import Device, DeviceDirectory
-from gateway.events import Finding, Reading
-from gateway.rules.absence import AbsenceRule
-from gateway.rules.collection import CollectionRule, Household
+from gateway.events import Finding, Reading, StateKey
 from gateway.rules.loader import RuleSet
-from gateway.rules.model import RuleBase, device_context, reading_context
+from gateway.rules.model import RuleBase, StateOf, SweepWorld, Verdict, reading_context
 
-StateKey = tuple[str, str]  # (rule id, device id)
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class EngineResult:
     findings: list[Finding] = field(default_factory=list)
-    # what to store in `rule_state`: {"s": state, "t": device time evaluated}, or None to delete
+    # what to store in `rule_state`: {"v": state version, "s": state, "t": device time evaluated}, or None
+    # to delete
     states: dict[StateKey, dict[str, Any] | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
@@ -51,21 +52,42 @@ class RuleEngine:
         self.profile_intervals = dict(profile_intervals)
         self.states: dict[StateKey, Mapping[str, Any] | None] = {}
         self.evaluated_at: dict[StateKey, float] = {}
-        for rule_id, device_id, stored in stored_states:
-            self.states[(rule_id, device_id)] = stored.get("s")
+        # States as stored, read through their rule when first needed (the rule knows its state's shape
+        # and version; a rule absent now may come back with a reload).
+        self._stored: dict[StateKey, Mapping[str, Any]] = {}
+        for rule_id, subject, stored in stored_states:
+            self._stored[(rule_id, subject)] = stored
             if isinstance(stored.get("t"), int | float):
-                self.evaluated_at[(rule_id, device_id)] = float(stored["t"])
+                self.evaluated_at[(rule_id, subject)] = float(stored["t"])
         self.last_seen: dict[str, datetime] = dict(last_seen or {})
         self._selection: dict[tuple[str, str], tuple[Device | None, tuple[RuleBase, ...]]] = {}
         self._selections_seen: dict[tuple[RuleBase, ...], tuple[RuleBase, ...]] = {}
-        self._households: dict[str, tuple[int, Mapping[str, Household]]] = {}
+        self._devices_version: int | None = None
+        self._views: dict[str, StateOf] = {}
+        self._load_stored()
 
     def replace_rules(self, rules: RuleSet) -> None:
         """A reloaded rule set: rules that kept their id keep their state."""
         self.rules = rules
         self._selection.clear()
         self._selections_seen.clear()
-        self._households.clear()
+        self._devices_version = None
+        self._load_stored()
+
+    def _load_stored(self) -> None:
+        by_id = self.rules.by_id
+        for key in [key for key in self._stored if key[0] in by_id]:
+            self.states[key] = by_id[key[0]].load_state(self._stored.pop(key))
+
+    def _follow_devices(self) -> None:
+        if self._devices_version != self.devices.version:
+            self._devices_version = self.devices.version
+            for rule in self.rules.rules:
+                try:
+                    rule.devices_changed(self.devices)
+                except Exception:  # that rule works from what it knew before
+                    metrics.RULE_EVALUATION_ERRORS.inc()
+                    log.exception("rule %s failed to follow a change of the device registry", rule.id)
 
     def rules_for(self, device: Device | None, device_id: str, profile: str) -> tuple[RuleBase, ...]:
         cached = self._selection.get((device_id, profile))
@@ -78,6 +100,7 @@ class RuleEngine:
         return chosen
 
     def evaluate(self, readings: Sequence[Reading], now: datetime) -> EngineResult:
+        self._follow_devices()
         result = EngineResult()
         plan = []
         batch_lookups: dict[RuleBase, list[Reading]] = {}
@@ -109,63 +132,54 @@ class RuleEngine:
                 if t < self.evaluated_at.get(key, float("-inf")):
                     late = True
                     continue
-                if isinstance(rule, CollectionRule):
-                    self.evaluated_at[key] = t
-                    lifts, household_states = rule.on_lift(reading, context, self.households_of(rule),
-                                                           partial(self._state_of, rule.id))
-                    result.findings.extend(lifts)
-                    for subject, state in household_states.items():
-                        self._store(result, (rule.id, subject), state, t)
-                    continue
-                before = self.states.get(key)
                 try:
-                    outcome = rule.evaluate(reading, context, before, now)
+                    verdict = rule.evaluate_reading(reading, context, self._view(rule.id), now)
                 except Exception:  # a rule bug costs that rule's verdict on this reading, not the batch
                     metrics.RULE_EVALUATION_ERRORS.inc()
                     log.exception("rule %s failed on a reading of %s", rule.id, reading.device_id)
                     continue
                 self.evaluated_at[key] = t
-                result.findings.extend(outcome.findings)
-                if outcome.state != before:
-                    self._store(result, key, outcome.state, t)
+                if verdict.findings or verdict.states:
+                    self._apply(result, rule, verdict, t)
             if late:
                 metrics.LATE_READINGS.inc()
         return result
 
-    def households_of(self, rule: CollectionRule) -> Mapping[str, Household]:
-        cached = self._households.get(rule.id)
-        if cached is None or cached[0] != self.devices.version:
-            cached = (self.devices.version, rule.households(self.devices))
-            self._households[rule.id] = cached
-        return cached[1]
-
     def sweep(self, now: datetime) -> EngineResult:
+        self._follow_devices()
         result = EngineResult()
-        for collection in [rule for rule in self.rules.rules if isinstance(rule, CollectionRule)]:
-            found, states = collection.sweep_households(
-                now, self.households_of(collection), partial(self._state_of, collection.id))
-            result.findings.extend(found)
-            for subject, state in states.items():
-                self._store(result, (collection.id, subject), state, now.timestamp())
-        sweeping = [rule for rule in self.rules.rules if isinstance(rule, AbsenceRule)]
-        if not sweeping:
-            return result
-        for device in self.devices:
-            for rule in sweeping:
-                if not rule.applies_to(device, device.device_id, device.profile):
-                    continue
-                key = (rule.id, device.device_id)
-                before = self.states.get(key)
-                outcome = rule.sweep(device_context(device, device.device_id), self.last_seen.get(device.device_id),
-                                     self.profile_intervals.get(device.profile), before, now)
-                result.findings.extend(outcome.findings)
-                if outcome.state != before:
-                    self._store(result, key, outcome.state, self.evaluated_at.get(key, now.timestamp()))
+        world = SweepWorld(self.devices, self.last_seen, self.profile_intervals)
+        now_s = now.timestamp()
+        for rule in self.rules.rules:
+            if not rule.sweeps:
+                continue
+            try:
+                verdict = rule.sweep(now, world, self._view(rule.id))
+            except Exception:
+                metrics.RULE_EVALUATION_ERRORS.inc()
+                log.exception("rule %s failed on the sweep", rule.id)
+                continue
+            self._apply(result, rule, verdict, None, now_s)
         return result
 
-    def _state_of(self, rule_id: str, subject: str) -> Mapping[str, Any] | None:
-        return self.states.get((rule_id, subject))
+    def _view(self, rule_id: str) -> StateOf:
+        view = self._views.get(rule_id)
+        if view is None:
+            states = self.states
+            view = self._views[rule_id] = lambda subject: states.get((rule_id, subject))
+        return view
 
-    def _store(self, result: EngineResult, key: StateKey, state: Mapping[str, Any] | None, t: float) -> None:
-        self.states[key] = state
-        result.states[key] = None if state is None else {"s": dict(state), "t": t}
+    def _apply(self, result: EngineResult, rule: RuleBase, verdict: Verdict, t: float | None,
+               now_s: float = 0.0) -> None:
+        """`t`: the device time evaluated; None for a sweep, whose states keep the device time they were
+        last evaluated at (so a reading just before `now` on the device's clock is not late)."""
+        result.findings.extend(verdict.findings)
+        for subject, state in verdict.states.items():
+            key = (rule.id, subject)
+            self.states[key] = state
+            if state is None:
+                result.states[key] = None
+            else:
+                stored = rule.dump_state(state)
+                stored["t"] = t if t is not None else self.evaluated_at.get(key, now_s)
+                result.states[key] = stored

@@ -10,18 +10,21 @@ A crossing is confirmed when the new side has been seen continuously for `min_in
 (device time). A device first seen inside a zone is inside, but has not "entered" it. Positions flagged
 `position_inaccurate` are ignored.
 
-State per device: `z` = per zone (or `*` for "any zone" in outside mode) the confirmed side `in`, a
-pending side `cand` since `cs`, and `entered`; `on` = per incident subject, whether it is open, and
-`cond` the time a condition started holding; `resolved` = when each subject was last resolved.
+State per device (`GeofenceState`, version 2): `z` = per zone (or `*` for "any zone" in outside mode)
+the confirmed side `in`, a pending side `cand` since `cs`, `entered` (when the inside was confirmed) and
+`crossed` (the first fix of that inside: the crossing's own time, which incidents record beside the time
+it was confirmed); `on` = per incident subject, whether it is open, and `cond` the time a condition
+started holding; `resolved` = when each subject was last resolved. Version 1 had no `crossed`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict  # pydantic reads the shape of a typing_extensions TypedDict on 3.11
 
 from gateway.events import Reading
 from gateway.rules.durations import Duration
@@ -65,9 +68,31 @@ class GeofenceConfig(RuleConfigBase):
         return GeofenceRule(self, [zone for layer in self.zones.layers for zone in zones[layer]])
 
 
+# `in` is a keyword: only the functional form of TypedDict can name it
+ZoneSide = TypedDict("ZoneSide", {"in": bool | None, "cand": bool, "cs": float, "entered": float,
+                                  "crossed": float}, total=False)
+
+
+class GeofenceState(TypedDict, total=False):
+    z: dict[str, ZoneSide]
+    on: dict[str, bool]
+    cond: dict[str, float]
+    resolved: dict[str, float]
+    seen: bool
+
+
 class GeofenceRule(RuleBase):
     kind = "geofence"
     prepares = True
+    State = GeofenceState
+    state_version = 2
+
+    def upgrade_state(self, version: int, state: dict[str, Any]) -> dict[str, Any]:
+        if version < 2:  # the crossing's own time was not kept: the confirmation time is the best known
+            for side in state.get("z", {}).values():
+                if "entered" in side and "crossed" not in side:
+                    side["crossed"] = side["entered"]
+        return state
 
     def __init__(self, config: GeofenceConfig, zones: list[Zone]) -> None:
         super().__init__(config)
@@ -114,14 +139,20 @@ class GeofenceRule(RuleBase):
                 if entry.get("cand") != raw:
                     entry["cand"], entry["cs"] = raw, t
                 if t - entry["cs"] >= (self.min_in if raw else self.min_out):
+                    crossed = entry["cs"]
                     entry["in"] = raw
                     entry.pop("cand", None)
                     entry.pop("cs", None)
                     if raw:
                         entry["entered"] = t
+                        entry["crossed"] = crossed
                     else:
                         entry.pop("entered", None)
-                    crossings.append((key, before, raw))
+                        if self.mode == "outside":  # its incidents are about the outside
+                            entry["crossed"] = crossed
+                        else:  # the side forgotten below, once nothing is pending or open
+                            entry.pop("crossed", None)
+                    crossings.append((key, before, raw, crossed))
         findings = self._decide(reading, context, current, crossings, t)
         # Forget zones the device is confirmed outside of, with nothing pending or open: the state stays
         # the size of what the device is near, not of the zone set.
@@ -132,7 +163,7 @@ class GeofenceRule(RuleBase):
         return Outcome(current, findings)
 
     def _decide(self, reading: Reading, context: Mapping[str, Any], state: dict[str, Any],
-                crossings: list[tuple[str, bool | None, bool]], t: float) -> list[Any]:
+                crossings: list[tuple[str, bool | None, bool, float]], t: float) -> list[Any]:
         findings = []
         device_id = reading.device_id
         sides = state["z"]
@@ -144,9 +175,10 @@ class GeofenceRule(RuleBase):
                 state["cond"].pop(device_id, None)
                 findings += self._resolve(device_id, reading, context, state, t)
             elif confirmed is False:
-                findings += self._while_condition(device_id, reading, context, state, t, None)
+                findings += self._while_condition(device_id, reading, context, state, t, None,
+                                                  sides[ANY_ZONE].get("crossed"))
             return findings
-        for key, before, after in crossings:
+        for key, before, after, crossed in crossings:
             zone = self.index.by_id.get(key)
             subject = f"{device_id}:{key}"
             entered = before is False and after
@@ -155,7 +187,7 @@ class GeofenceRule(RuleBase):
                 state["cond"].pop(subject, None)  # a condition counts while inside only
             if (self.mode == "enter" and entered and self._holds(context, zone) is not False) or (
                     self.mode == "exit" and left):
-                findings += self._open(subject, reading, context, state, t, zone)
+                findings += self._open(subject, reading, context, state, t, zone, crossed)
             elif after == (self.mode == "exit"):
                 # back to the side where the cause does not hold: out of the zone, or (exit) in again
                 findings += self._resolve(subject, reading, context, state, t, zone)
@@ -167,13 +199,13 @@ class GeofenceRule(RuleBase):
                 subject = f"{device_id}:{key}"
                 if self.mode == "dwell":
                     if t - entry.get("entered", t) >= self.dwell_s:
-                        findings += self._open(subject, reading, context, state, t, zone)
+                        findings += self._open(subject, reading, context, state, t, zone, entry.get("crossed"))
                     continue
-                findings += self._while_condition(subject, reading, context, state, t, zone)
+                findings += self._while_condition(subject, reading, context, state, t, zone, entry.get("crossed"))
         return findings
 
     def _while_condition(self, subject: str, reading: Reading, context: Mapping[str, Any], state: dict[str, Any],
-                         t: float, zone: Zone | None) -> list[Any]:
+                         t: float, zone: Zone | None, crossed: float | None = None) -> list[Any]:
         """Open once the condition has held `condition_for`; resolve when it stops holding."""
         holds = self._holds(context, zone)
         if holds is None:
@@ -182,7 +214,7 @@ class GeofenceRule(RuleBase):
         if holds:
             started = conditions.setdefault(subject, t)
             if t - started >= self.condition_for:
-                return self._open(subject, reading, context, state, t, zone)
+                return self._open(subject, reading, context, state, t, zone, crossed)
             return []
         conditions.pop(subject, None)
         return self._resolve(subject, reading, context, state, t, zone)
@@ -193,14 +225,14 @@ class GeofenceRule(RuleBase):
         return self.condition.evaluate(ContextWith(context, zone=zone.context() if zone else {}))
 
     def _open(self, subject: str, reading: Reading, context: Mapping[str, Any], state: dict[str, Any], t: float,
-              zone: Zone | None) -> list[Any]:
+              zone: Zone | None, crossed: float | None = None) -> list[Any]:
         if subject in state["on"]:
             return []
         resolved_at = state["resolved"].get(subject)
         if resolved_at is not None and t - resolved_at < self.incident.cooldown.total_seconds():
             return []
         state["on"][subject] = True
-        return [self._finding("open", subject, reading, context, zone)]
+        return [self._finding("open", subject, reading, context, zone, crossed)]
 
     def _resolve(self, subject: str, reading: Reading, context: Mapping[str, Any], state: dict[str, Any], t: float,
                  zone: Zone | None = None) -> list[Any]:
@@ -213,9 +245,12 @@ class GeofenceRule(RuleBase):
         return [self._finding("resolve", subject, reading, context, zone)]
 
     def _finding(self, action: str, subject: str, reading: Reading, context: Mapping[str, Any],
-                 zone: Zone | None) -> Any:
+                 zone: Zone | None, crossed: float | None = None) -> Any:
         full = ContextWith(context, zone=zone.context() if zone else {})
         data: dict[str, Any] = {"zone": zone.id, "zone_name": zone.name} if zone else {}
+        if crossed is not None:
+            # the first fix on the new side; the finding's time is when that side was confirmed
+            data["crossed_at"] = datetime.fromtimestamp(crossed, UTC).isoformat()
         if reading.speed_kmh is not None:
             data["speed_kmh"] = reading.speed_kmh
         return self.finding(action, subject, reading.time, full, device_id=reading.device_id,

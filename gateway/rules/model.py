@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from gateway.devices import Device
+from gateway.devices import Device, DeviceDirectory
 from gateway.events import CANONICAL_FIELDS, Finding, Reading
 from gateway.rules.durations import Duration
 from gateway.rules.expressions import Condition
@@ -143,23 +144,62 @@ def reading_context(reading: Reading, device: Device | Mapping[str, Any] | None)
     return ReadingContext(reading, device)
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass(slots=True)
 class Outcome:
-    """A rule's answer to one reading (or sweep): its new state for the device (None: forget it) and
+    """A rule's answer to one reading of a device: its new state for that device (None: forget it) and
     what it found."""
 
     state: Mapping[str, Any] | None
     findings: list[Finding] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Verdict:
+    """What the engine gets back from a rule: findings, and the new state of each subject that changed
+    (None: forget it). A subject is the device for most kinds, a household for collection."""
+
+    findings: list[Finding] = field(default_factory=list)
+    states: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
+
+
+# A rule's view of its own states: subject → state, or None.
+StateOf = Callable[[str], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SweepWorld:
+    """What a periodic sweep may look at besides the rule's states."""
+
+    devices: DeviceDirectory
+    last_seen: Mapping[str, datetime]  # device time of each device's latest reading
+    profile_intervals: Mapping[str, float | None]  # the profiles' expected reporting intervals
+
+
 class RuleBase:
-    """The parts every kind shares: selection of devices, and turning a decision into a Finding."""
+    """The contract of a rule kind, and the parts every kind shares: selection of devices, the typed and
+    versioned state, and turning a decision into a Finding.
+
+    A kind is one module with a config model (a `kind` tag and `build`) listed in `gateway/rules/__init__`,
+    and a subclass of this that implements `evaluate` (per reading, the device being the subject) or, when
+    its subjects are not devices, `evaluate_reading`; kinds that act on time passing (silence, a window
+    ending) set `sweeps` and implement `sweep`. The engine knows nothing else of them.
+
+    State: a kind declares the shape of its per-subject state (`State`, a TypedDict) and its
+    `state_version`. What is stored carries the version; `upgrade_state` turns an older stored shape into
+    the current one, so rule state survives upgrades as well as restarts.
+    """
 
     kind: str = ""
     # Whether the rule also runs on the periodic sweep (absence, collection), not only on readings.
     sweeps = False
     # Whether the rule wants `prepare` called with each batch's readings of the devices it applies to.
     prepares = False
+    State: ClassVar[Any] = dict
+    state_version: ClassVar[int] = 1
+    _state_adapters: ClassVar[dict[type, TypeAdapter[Any]]] = {}
 
     def __init__(self, config: RuleConfigBase) -> None:
         self.id = config.id
@@ -181,6 +221,50 @@ class RuleBase:
             return bool(self._where.evaluate({"device": device_context(device, device_id)}))
         return True
 
+    # -- the contract -------------------------------------------------------------------------------
+
+    def evaluate_reading(self, reading: Reading, context: Mapping[str, Any], state_of: StateOf,
+                         now: datetime) -> Verdict:
+        """One reading of a device the rule applies to; by default the device is the one subject."""
+        before = state_of(reading.device_id)
+        outcome = self.evaluate(reading, context, before, now)
+        if outcome.state is before or outcome.state == before:
+            return Verdict(outcome.findings)
+        return Verdict(outcome.findings, {reading.device_id: outcome.state})
+
+    def sweep(self, now: datetime, world: SweepWorld, state_of: StateOf) -> Verdict:
+        """With `sweeps`: called periodically on the injected clock."""
+        return Verdict()
+
+    def devices_changed(self, devices: DeviceDirectory) -> None:
+        """Called before evaluating when the device registry changed, for what a rule derives from it."""
+
+    def dump_state(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        return {"v": self.state_version, "s": dict(state)}
+
+    def load_state(self, stored: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The state in `stored` (as `dump_state` wrote it, in this or an earlier version), checked
+        against `State`; None, logged, when it cannot be read (the subject starts afresh)."""
+        version = stored.get("v", 0)  # before versions were written: version 0
+        state = stored.get("s")
+        if not isinstance(version, int) or version > self.state_version or not isinstance(state, dict):
+            log.warning("rule %s: stored state of version %r not understood, starting afresh", self.id, version)
+            return None
+        try:
+            upgraded = self.upgrade_state(version, state)
+            adapter = self._state_adapters.get(self.State)
+            if adapter is None:
+                adapter = self._state_adapters[self.State] = TypeAdapter(self.State)
+            return adapter.validate_python(upgraded)  # type: ignore[no-any-return]
+        except (ValidationError, ValueError, TypeError, KeyError) as exc:
+            log.warning("rule %s: stored state not understood (%s), starting afresh", self.id, exc)
+            return None
+
+    def upgrade_state(self, version: int, state: dict[str, Any]) -> dict[str, Any]:
+        """A stored state of an earlier `version` in the current shape. Version 0 (no version stored) is
+        the shape version 1 has, for every kind."""
+        return state
+
     def prepare(self, readings: Sequence[Reading]) -> None:
         """With `prepares`, called with a batch's readings of the devices the rule applies to, before they
         are evaluated one by one: the rule may look up what it needs for all of them at once (geofence:
@@ -192,17 +276,22 @@ class RuleBase:
 
     def finding(self, action: str, subject: str, time: datetime, context: Mapping[str, Any], *,
                 severity: str | None = None, device_id: str | None = None, lat: float | None = None,
-                lon: float | None = None, data: Mapping[str, Any] | None = None) -> Finding:
+                lon: float | None = None, data: Mapping[str, Any] | None = None, spec: IncidentSpec | None = None,
+                address: str | None = None) -> Finding:
+        """Every Finding is built here: the incident spec's templates rendered over `context`, the place
+        from the arguments, else the reading, else the device."""
+        spec = spec or self.incident
         device = context.get("device") or {}
         if lat is None or lon is None:
             lat, lon = context.get("lat"), context.get("lon")
         if lat is None or lon is None:
             lat, lon = device.get("lat"), device.get("lon")
         return Finding(
-            rule_id=self.id, subject=subject, action=action, time=time, service_code=self.incident.service_code,
-            severity=severity or self.incident.severity, title=render(self.incident.title, context),
-            description=render(self.incident.description, context), device_id=device_id or device.get("id"),
-            lat=lat, lon=lon, address=device.get("address"), data=dict(data or {}),
+            rule_id=self.id, subject=subject, action=action, time=time, service_code=spec.service_code,
+            severity=severity or spec.severity, title=render(spec.title, context),
+            description=render(spec.description, context), device_id=device_id or device.get("id"),
+            lat=lat, lon=lon, address=address if address is not None else device.get("address"),
+            data=dict(data or {}),
         )
 
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict  # pydantic reads the shape of a typing_extensions TypedDict on 3.11
 
 from gateway.events import Reading
 from gateway.rules.durations import Duration
@@ -42,8 +43,17 @@ class ThresholdConfig(RuleConfigBase):
         return ThresholdRule(self)
 
 
+class ThresholdState(TypedDict, total=False):
+    active: bool  # the incident is open
+    since: float  # device time the condition started holding (while not yet open)
+    clear_since: float | None  # device time the clear condition started holding (while open)
+    severity: str  # the severity opened or escalated to
+    resolved_at: float  # device time of the last resolution (for the cool-down)
+
+
 class ThresholdRule(RuleBase):
     kind = "threshold"
+    State = ThresholdState
 
     def __init__(self, config: ThresholdConfig) -> None:
         super().__init__(config)

@@ -150,7 +150,8 @@ class MqttSource:
         client.subscribe(topics)
         self.connected.set()
         metrics.MQTT_CONNECTED.set(1)
-        log.info("mqtt connected (session present: %s)", getattr(flags, "session_present", None))
+        log.warning("mqtt connected to %s:%s (session present: %s)", self.address.host, self.address.port,
+                    getattr(flags, "session_present", None))
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.connected.clear()
@@ -203,14 +204,18 @@ class MqttSource:
             await asyncio.sleep(0.05)
         return True
 
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
     def pending_count(self) -> int:
         return len(self._pending)
 
-    async def next_batch(self, max_size: int, max_age_s: float, stop: asyncio.Event) -> list[RawMessage]:
+    async def next_batch(self, max_size: int, max_age_s: float, interrupt: asyncio.Event) -> list[RawMessage]:
         """Waits for at least one message, then until `max_size` are pending or the first is `max_age_s` old.
 
-        Returns early, possibly empty, once `stop` is set.
+        Returns early, possibly empty, once `interrupt` is set.
         """
+        stop = interrupt
         assert self._wake is not None, "start() first"
         self._wake_at = max_size
         while not self._pending:

@@ -1,17 +1,23 @@
-"""One batch, one transaction: telemetry rows, dead-letter rows and device upkeep commit together."""
+"""One batch, one transaction: telemetry rows, dead-letter rows, device upkeep, incident changes and the
+rules' states commit together, or none of them does.
+
+`BatchSink` is what the pipeline needs of a store; `PostgresSink` is the one it has. Errors come out as
+two kinds the pipeline acts on without knowing the database driver: `StoreUnavailable` (retry the same
+batch later) and `BatchRefused` (the content was refused: split the batch and dead-letter what fails).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from psycopg_pool import AsyncConnectionPool
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from gateway.ingest import IngestResult
-from gateway.rules.engine import EngineResult
+from gateway.events import Batch
 from gateway.store.cases import CaseChanges, apply_findings
 from gateway.store.dead_letter import insert_rejections
-from gateway.store.devices import DeviceSeen, touch_devices
+from gateway.store.devices import touch_devices
 from gateway.store.rule_state import save_rule_states
 from gateway.store.telemetry import insert_readings
 
@@ -24,27 +30,42 @@ class CommitStats:
     cases: CaseChanges = field(default_factory=CaseChanges)
 
 
-async def commit_batch(
-    pool: AsyncConnectionPool, result: IngestResult, kinds_by_profile: Mapping[str, str],
-    rules: EngineResult | None = None,
-) -> CommitStats:
-    seen: dict[str, DeviceSeen] = {}
-    for reading in result.readings:
-        device = seen.get(reading.device_id)
-        if device is None:
-            device = seen[reading.device_id] = DeviceSeen(
-                reading.device_id, reading.profile, kinds_by_profile[reading.profile], reading.received_at)
-        device.last_received_at = max(device.last_received_at, reading.received_at)
-        if reading.extra:
-            device.frames_lost += reading.extra.get("frames_lost", 0)
-            if isinstance(f_cnt := reading.extra.get("f_cnt"), int):
-                device.last_f_cnt = f_cnt
+class StoreUnavailable(Exception):
+    """The database cannot be reached now; nothing of the batch was committed."""
+
+
+class BatchRefused(Exception):
+    """The database refused the batch for its content; nothing of it was committed."""
+
+
+class BatchSink(Protocol):
+    async def commit(self, batch: Batch) -> CommitStats: ...
+
+
+class PostgresSink:
+    def __init__(self, pool: AsyncConnectionPool, correlation_distance_m: float = 50.0,
+                 correlation_window_s: float = 86400.0) -> None:
+        self.pool = pool
+        self.correlation_distance_m = correlation_distance_m
+        self.correlation_window_s = correlation_window_s
+
+    async def commit(self, batch: Batch) -> CommitStats:
+        try:
+            return await commit_batch(self.pool, batch)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except psycopg.Error as exc:
+            raise BatchRefused(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+
+async def commit_batch(pool: AsyncConnectionPool, batch: Batch) -> CommitStats:
     async with pool.connection() as conn, conn.transaction():
-        inserted = await insert_readings(conn, result.readings)
-        await insert_rejections(conn, result.rejections)
-        await touch_devices(conn, seen.values())
+        inserted = await insert_readings(conn, batch.readings)
+        await insert_rejections(conn, batch.rejections)
+        await touch_devices(conn, batch.devices_seen)
         cases = CaseChanges()
-        if rules:
-            cases = await apply_findings(conn, rules.findings)
-            await save_rule_states(conn, rules.states)
-    return CommitStats(inserted, len(result.readings) - inserted, len(result.rejections), cases)
+        if batch.findings:
+            cases = await apply_findings(conn, batch.findings)
+        if batch.states:
+            await save_rule_states(conn, batch.states)
+    return CommitStats(inserted, len(batch.readings) - inserted, len(batch.rejections), cases)

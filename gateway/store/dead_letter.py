@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
-from gateway.events import Rejection
-from gateway.normalize import message_key
+from gateway.events import Rejection, message_key
 from gateway.store.queries import query
 
 # What is kept of an oversized payload; its original size is stored beside it.

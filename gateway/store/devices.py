@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -13,6 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from gateway.devices import Device
+from gateway.events import DeviceSeen
 from gateway.store.queries import query
 
 
@@ -33,18 +32,6 @@ def devices_by_id(conn: psycopg.Connection[Any], device_ids: Sequence[str] | Non
 
 
 _SEEN_TYPES = ["text", "text", "text", "timestamptz", "int8", "int8"]
-
-
-@dataclass(slots=True)
-class DeviceSeen:
-    """What one batch says about one device."""
-
-    device_id: str
-    profile: str
-    kind: str
-    last_received_at: datetime
-    frames_lost: int = 0
-    last_f_cnt: int | None = None
 
 
 async def touch_devices(conn: AsyncConnection, seen: Iterable[DeviceSeen]) -> None:

@@ -11,8 +11,9 @@ from psycopg.types.json import Jsonb
 from gateway.store.queries import query
 
 
-async def save_rule_states(conn: AsyncConnection, states: Mapping[tuple[str, str], dict[str, Any] | None]) -> None:
-    upserts = [(rule_id, subject, Jsonb(state)) for (rule_id, subject), state in sorted(states.items())
+async def save_rule_states(conn: AsyncConnection,
+                           states: Mapping[tuple[str, str], Mapping[str, Any] | None]) -> None:
+    upserts = [(rule_id, subject, Jsonb(dict(state))) for (rule_id, subject), state in sorted(states.items())
                if state is not None]
     deletes = [(rule_id, subject) for (rule_id, subject), state in sorted(states.items()) if state is None]
     async with conn.cursor() as cur:

@@ -12,8 +12,7 @@ from types import MappingProxyType
 import pytest
 
 from gateway.devices import Device
-from gateway.events import CANONICAL_FIELDS
-from gateway.normalize import message_key
+from gateway.events import CANONICAL_FIELDS, message_key
 from gateway.profiles.loader import load_profiles
 from gateway.profiles.testcases import discover, payload_of
 from gateway.settings import Settings

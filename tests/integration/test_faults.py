@@ -100,7 +100,7 @@ def test_database_outage_holds_a_bounded_backlog_then_commits_it(
 
 def test_a_flooding_device_is_limited_without_slowing_the_others(settings: Settings) -> None:
     url = settings.database_url
-    settings = settings.model_copy(update={"device_rate_limit_per_s": 5.0, "device_rate_burst": 20.0})
+    settings = settings.model_copy(update={"device_rate_limit_per_s": 5.0, "device_rate_window_s": 4.0})
     flood = [truck(i, "T-FLOOD") for i in range(2000)]  # a hundred times its normal rate, and more
     normal = [truck(i, f"T{i % 10}") for i in range(10_000, 10_100)]  # ten messages each, within their burst
     with running_gateway(settings):

@@ -155,9 +155,7 @@ def test_door_to_door_collection_on_an_injected_clock(settings: Settings) -> Non
 
 def test_findings_and_telemetry_of_a_batch_commit_together(settings: Settings) -> None:
     """A finding the database refuses takes the batch's telemetry down with it: nothing half-stored."""
-    from gateway.events import Reading
-    from gateway.ingest import IngestResult
-    from gateway.rules.engine import EngineResult
+    from gateway.events import Batch, DeviceSeen, Reading
     from gateway.store.batch import commit_batch
 
     reading = Reading("T1", START, START, b"key", "truck", lat=41.4, lon=2.1)
@@ -166,7 +164,7 @@ def test_findings_and_telemetry_of_a_batch_commit_together(settings: Settings) -
     async def commit() -> None:
         pool = await open_pool(settings.database_url)
         try:
-            await commit_batch(pool, IngestResult([reading], []), {"truck": "truck"}, EngineResult([refused], {}))
+            await commit_batch(pool, Batch([reading], [], [DeviceSeen("T1", "truck", "truck", START)], [refused]))
         finally:
             await pool.close()
 

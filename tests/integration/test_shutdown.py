@@ -16,13 +16,14 @@ import httpx
 import pytest
 
 from gateway.embedded.ports import free_port
+from gateway.embedded.postgres import Postgres
 from gateway.settings import Settings
 from tests.support import REPO, publish, scalar, sql, wait_until
 
 MESSAGES = 20000  # several times the receive maximum, so the stop always lands mid-stream
 
 
-def serve(settings: Settings, api_port: int) -> subprocess.Popen[bytes]:
+def serve(settings: Settings, api_port: int, **more_env: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "WASTEGATE_DATABASE_URL": settings.database_url,
@@ -32,6 +33,7 @@ def serve(settings: Settings, api_port: int) -> subprocess.Popen[bytes]:
         "WASTEGATE_API_PORT": str(api_port),
         "WASTEGATE_BATCH_MAX_SIZE": "200",
         "WASTEGATE_DEVICE_RATE_LIMIT_PER_S": "0",
+        **more_env,
     }
     return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env, cwd=REPO,
                             stderr=subprocess.PIPE)
@@ -117,3 +119,37 @@ def test_sigkill_keeps_rule_state_and_makes_no_duplicate_incident(settings: Sett
         process.wait(timeout=60)
     rows = sql(url, "SELECT rule_id, status, occurrences, first_seen_at FROM incidents")
     assert rows == [("container-tilted", "open", 1, BASE + timedelta(minutes=5))]
+
+
+def test_sigterm_with_the_database_gone_exits_within_the_grace_non_zero_and_loses_nothing(
+        settings: Settings, postgres: Postgres) -> None:
+    """The database stops mid-stream; SIGTERM then ends `serve` within its grace, with exit status 1 and
+    what it held unacknowledged; once the database is back, a new `serve` stores every message."""
+    url = settings.database_url
+    count = lambda: scalar(url, "SELECT count(*) FROM telemetry")  # noqa: E731
+    api_port = free_port()
+    grace_s = 3.0
+    process = serve(settings, api_port, WASTEGATE_SHUTDOWN_GRACE_S=str(grace_s))
+    try:
+        wait_until(lambda: publish(settings.mqtt_url, [truck_message(-1)]) or count() == 1, timeout_s=30,
+                   interval_s=0.3)
+        postgres.stop("fast")
+        try:
+            publish(settings.mqtt_url, [truck_message(i) for i in range(500)])
+            time.sleep(1.0)  # received, and failing to commit
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            returncode = process.wait(timeout=60)
+            took = time.monotonic() - signalled
+        finally:
+            postgres.start()
+        stderr = process.stderr.read().decode() if process.stderr else ""
+        assert returncode == 1, stderr
+        assert took < grace_s + 5, f"took {took:.1f} s"
+        assert "not committed" in stderr
+        process = serve(settings, api_port)
+        wait_until(lambda: count() == 501, timeout_s=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert scalar(url, "SELECT count(DISTINCT (device_id, time)) FROM telemetry") == 501

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from gateway.frame_counters import FrameCounters
+from gateway.ingest.frame_counters import FrameCounters
 
 
 def test_gaps_are_lost_frames() -> None:

@@ -5,8 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.devices import DeviceDirectory
 from gateway.events import RawMessage
-from gateway.ingest import Ingestor
-from gateway.normalize import Normalizer
+from gateway.ingest import IngestLimits, Ingestor
 from gateway.profiles.decoders import Decoded
 from gateway.profiles.loader import Profile, ProfileSet, load_profiles
 from gateway.profiles.model import ProfileConfig
@@ -17,8 +16,8 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def ingestor(profiles: ProfileSet, max_payload: int = 1000) -> Ingestor:
-    normalizer = Normalizer(DeviceDirectory(), timedelta(minutes=10), timedelta(days=7))
-    return Ingestor(profiles, normalizer, max_payload, lambda: NOW)
+    return Ingestor(profiles, DeviceDirectory(), lambda: NOW, IngestLimits(max_payload, timedelta(minutes=10),
+                                                                         timedelta(days=7)))
 
 
 def raw(topic: str, payload: bytes) -> RawMessage:
@@ -61,8 +60,8 @@ def test_a_device_attribute_of_the_wrong_type_costs_one_message() -> None:
 
     attributes = MappingProxyType({"bin_depth_mm": 1000, "sensor_offset_mm": "abc"})
     directory = DeviceDirectory([Device("C1", "container", "container", attributes=attributes)])
-    normalizer = Normalizer(directory, timedelta(minutes=10), timedelta(days=7))
-    ingestor = Ingestor(load_profiles(REPO / "device_profiles"), normalizer, 1000, lambda: NOW)
+    ingestor = Ingestor(load_profiles(REPO / "device_profiles"), directory, lambda: NOW,
+                        IngestLimits(1000, timedelta(minutes=10), timedelta(days=7)))
     payload = json.dumps({"ts": NOW.isoformat(), "distance_mm": 300}).encode()
     result = ingestor.process([raw("containers/C1/telemetry", payload), raw("trucks/T1/telemetry", json.dumps(
         {"ts": NOW.isoformat(), "lat": 41.4, "lon": 2.1}).encode())])

@@ -6,8 +6,8 @@ from types import MappingProxyType
 import pytest
 
 from gateway.devices import Device, DeviceDirectory
-from gateway.events import RawMessage, Reading, Rejection
-from gateway.normalize import REASONS, Normalizer, message_key
+from gateway.events import RawMessage, Reading, Rejection, message_key
+from gateway.ingest.normalize import REASONS, Normalizer
 from gateway.profiles.decoders import Decoded
 from gateway.profiles.loader import load_profiles
 from tests.support import REPO

@@ -10,11 +10,11 @@ def test_silent_longer_than_missed_reports_opens_then_a_reading_resolves() -> No
     r = rule(kind="absence", missed_reports=3)
     dev = device(expected_interval_s=3600)
     context = device_context(dev, "D1")
-    quiet = r.sweep(context, T0, None, None, T0 + timedelta(hours=2, minutes=59))
+    quiet = r.check_silence(context, T0, None, None, T0 + timedelta(hours=2, minutes=59))
     assert quiet.findings == []
-    silent = r.sweep(context, T0, None, None, T0 + timedelta(hours=3, minutes=1))
+    silent = r.check_silence(context, T0, None, None, T0 + timedelta(hours=3, minutes=1))
     assert [f.action for f in silent.findings] == ["open"] and silent.state["active"]
-    again = r.sweep(context, T0, None, silent.state, T0 + timedelta(hours=5))
+    again = r.check_silence(context, T0, None, silent.state, T0 + timedelta(hours=5))
     assert again.findings == []  # one incident, not one per sweep
     back = reading(4 * 3600)
     resolved = r.evaluate(back, reading_context(back, dev), again.state, back.time)
@@ -31,4 +31,4 @@ def test_profile_default_and_fixed_after() -> None:
 
 def test_never_seen_devices_are_not_silent() -> None:
     r = rule(kind="absence")
-    assert r.sweep(device_context(device(), "D1"), None, 60, None, T0).findings == []
+    assert r.check_silence(device_context(device(), "D1"), None, 60, None, T0).findings == []

@@ -91,7 +91,10 @@ def test_a_failing_rule_costs_its_verdict_not_the_batch() -> None:
         def prepare(self, *args: object) -> None:
             raise ValueError("bug in the batch lookup")
 
-        def evaluate(self, *args: object) -> object:
+        def devices_changed(self, *args: object) -> None:
+            raise TypeError("bug in its view of the registry")
+
+        def evaluate_reading(self, *args: object) -> object:
             raise KeyError("bug")
 
     e = engine(Broken(), rule(**FULL))

@@ -6,13 +6,12 @@ has a distinct, countable reason in the dead letter.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.devices import Device, DeviceDirectory
-from gateway.events import RawMessage, Reading, Rejection
-from gateway.frame_counters import FrameCounters
+from gateway.events import RawMessage, Reading, Rejection, message_key
+from gateway.ingest.frame_counters import FrameCounters
 from gateway.profiles.decoders import Decoded
 from gateway.profiles.loader import Profile
 
@@ -30,20 +29,10 @@ REASONS = {
     "coordinates_out_of_range": "latitude or longitude outside WGS84 bounds, or only one of them",
     "no_gps_fix": "position 0/0, which trackers send when they have no fix",
     "bad_payload": "the binary payload cannot be decoded by the profile's codec",
-    "rate_limited": "the device sent more than its rate limit allows; the excess is kept here",
+    "rate_limited": "more readings of one device within a second of its own clock than any sensor sends; kept here",
     "decoder_error": "the decoder failed unexpectedly on this payload",
     "store_error": "the database refused this message",
 }
-
-
-def message_key(topic: str, payload: bytes, index: int = 0) -> bytes:
-    """Identifies a message across redeliveries: same topic and bytes, same key."""
-    digest = hashlib.blake2b(topic.encode(), digest_size=16)
-    digest.update(b"\0")
-    digest.update(payload)
-    if index:
-        digest.update(index.to_bytes(4, "big"))
-    return digest.digest()
 
 
 class Normalizer:

@@ -1,0 +1,32 @@
+"""What the pipeline needs of a source of messages. A source receives on its own (a network loop, a file),
+hands messages over in batches, and is told which ones are committed: only those may be acknowledged to
+whoever sent them, so a message is never lost between the broker and the database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Protocol
+
+from gateway.events import RawMessage
+
+
+class Source(Protocol):
+    async def start(self) -> None:
+        """Connects (or opens) and starts receiving."""
+
+    def is_connected(self) -> bool:
+        """For readiness: whether messages can arrive now."""
+
+    async def next_batch(self, max_size: int, max_age_s: float, interrupt: asyncio.Event) -> list[RawMessage]:
+        """Waits for a first message, then until `max_size` are pending or the first is `max_age_s` old.
+        Returns at once, possibly empty, when `interrupt` is set."""
+
+    def pending_count(self) -> int:
+        """Received and not yet handed over."""
+
+    def ack(self, messages: Iterable[RawMessage]) -> None:
+        """These messages are committed: acknowledge them."""
+
+    async def close(self) -> None:
+        """Stops receiving; what was not acknowledged is redelivered by the sender."""
