@@ -228,12 +228,15 @@ class Gateway:
     async def _serve_api(self, stop: asyncio.Event, pool: AsyncConnectionPool) -> None:
         api_context = ApiContext(self.settings, pool, load_catalogue_or_empty(self.settings.services_file),
                                  self.profiles, self.clock)
+        app = create_api(self.readiness, api_context)
         config = uvicorn.Config(
-            create_api(self.readiness, api_context), host=self.settings.api_host, port=self.settings.api_port,
+            app, host=self.settings.api_host, port=self.settings.api_port,
             log_level="warning", lifespan="off", timeout_graceful_shutdown=5,
         )
         server = _ApiServer(config)
         serving = asyncio.create_task(server.serve())
         await stop.wait()
+        if hasattr(app.state, "console_stopping"):
+            app.state.console_stopping.set()
         server.should_exit = True
         await serving

@@ -13,6 +13,9 @@ class ServiceDefinition(BaseModel):
 
     service_code: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     service_name: str
+    # Whether Open311 lists the service's incidents. Required, so that no service is published by an
+    # omission: those about households or vehicles (addresses, tags, plates) are `false`.
+    public: bool
     description: str = ""
     group: str = ""
     keywords: tuple[str, ...] = ()

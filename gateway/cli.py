@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +16,8 @@ from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+    from gateway.replay import ReplayReport
+    from gateway.store.dead_letter import DeadLetterFilter
 
 app = typer.Typer(help="Wastegate: telemetry gateway for municipal waste services.", no_args_is_help=True)
 devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
@@ -159,8 +164,8 @@ def profiles_check(
     directory: Annotated[Path | None, typer.Argument(help="profiles directory (default: the setting)")] = None,
 ) -> None:
     """Validate every profile and run its golden test cases, printing each failure."""
+    from gateway.ingest.testcases import discover, run_case
     from gateway.profiles.loader import ProfileError, load_profiles
-    from gateway.profiles.testcases import discover, run_case
 
     directory = directory or Settings().profiles_dir
     try:
@@ -283,6 +288,219 @@ def simulate_score(
     expected = [Expected(**json.loads(line)) for line in truth.read_text().splitlines() if line.strip()]
     for line in describe(score(Settings().database_url, expected)):
         typer.echo(line)
+
+
+users_app = typer.Typer(help="Staff accounts of the web console.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="the sign-in name: letters, digits and _ . @ -")],
+    role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
+    language: Annotated[str | None, typer.Option(help="en, ca or es (default: the browser's)")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                 help="read the password from standard input")] = False,
+) -> None:
+    """Create a console user, or give an existing one a new password, role and language."""
+    import re
+    import sys
+
+    from gateway.console.auth import ROLES, hash_password
+    from gateway.console.i18n import LANGUAGES
+    from gateway.store.users import upsert_user
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}", name):
+        raise typer.BadParameter("letters, digits and _ . @ - (at most 64), starting with a letter or digit",
+                                 param_hint="NAME")
+    if role not in ROLES:
+        raise typer.BadParameter(f"one of {', '.join(ROLES)}", param_hint="--role")
+    if language is not None and language not in LANGUAGES:
+        raise typer.BadParameter(f"one of {', '.join(LANGUAGES)}", param_hint="--language")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        typer.echo("the password must have at least 8 characters", err=True)
+        raise typer.Exit(2)
+    with _database_errors():
+        created = upsert_user(Settings().database_url, name, hash_password(password), role, language)
+    typer.echo(f"{'created' if created else 'updated'} {name} ({role})")
+
+
+deadletter_app = typer.Typer(help="The dead letter: messages that did not become telemetry, and their replay.",
+                             no_args_is_help=True)
+app.add_typer(deadletter_app, name="deadletter")
+
+
+def _when(value: str) -> datetime:
+    from gateway.replay import parse_time
+
+    try:
+        return parse_time(value, datetime.now(UTC))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+ReasonOption = Annotated[list[str] | None, typer.Option(
+    "--reason", help="only this reason (repeatable): unknown_device, payload_mismatch, … (see README)")]
+TopicOption = Annotated[str | None, typer.Option(
+    help="an MQTT topic filter (+ one level, # the rest) or, without wildcards, a topic prefix")]
+SinceOption = Annotated[datetime | None, typer.Option(
+    parser=_when, metavar="TIME", help="received at or after: 2026-11-23, 2026-11-23T08:00Z (UTC unless an "
+                                       "offset is given), or a time ago such as 30m, 2h, 7d")]
+UntilOption = Annotated[datetime | None, typer.Option(parser=_when, metavar="TIME",
+                                                      help="received before (written as for --since)")]
+
+
+def _dead_letter_filter(ids: list[int] | None, reasons: list[str] | None, topic: str | None,
+                        since: datetime | None, until: datetime | None) -> DeadLetterFilter:
+    from gateway.ingest.normalize import REASONS
+    from gateway.store.dead_letter import DeadLetterFilter
+
+    unknown = sorted(set(reasons or ()) - set(REASONS))
+    if unknown:
+        raise typer.BadParameter(f"unknown reason {', '.join(map(repr, unknown))}; the reasons are "
+                                 + ", ".join(sorted(REASONS)), param_hint="--reason")
+    try:
+        return DeadLetterFilter(tuple(ids or ()), tuple(reasons or ()), topic, since, until)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--topic" if "topic" in str(exc) else "--since/--until") from None
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    import psycopg
+
+    try:
+        yield
+    except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable) as exc:
+        typer.echo(f"the database schema is behind this version ({exc}): run `wastegate migrate`", err=True)
+        raise typer.Exit(1) from None
+    except psycopg.OperationalError as exc:
+        typer.echo(f"cannot reach the database: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@deadletter_app.command("list")
+def deadletter_list(
+    reason: ReasonOption = None,
+    topic: TopicOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many, newest first")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line instead of a table")] = False,
+    include_replayed: Annotated[bool, typer.Option(
+        help="also the messages a replay took out of the dead letter")] = False,
+) -> None:
+    """List dead-letter messages, newest first: id, time received, reason, topic, detail."""
+    import json
+
+    import psycopg
+
+    from gateway.store.dead_letter import list_dead_letter
+
+    selection = _dead_letter_filter(None, reason, topic, since, until)
+    with _database_errors(), psycopg.connect(Settings().database_url) as conn:
+        entries = list_dead_letter(conn, selection, limit, include_replayed)
+    if as_json:
+        for entry in entries:
+            typer.echo(json.dumps(entry.as_json(), ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("id", "received (UTC)", "reason"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("topic", overflow="fold")  # folded, never cut: it is what --topic filters on
+    table.add_column("detail")
+    if include_replayed:
+        table.add_column("replay", no_wrap=True)
+    for entry in entries:
+        replay = [entry.replay_outcome or ""] if include_replayed else []
+        table.add_row(str(entry.id), f"{entry.received_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}", entry.reason,
+                      entry.topic, entry.detail, *replay)
+    console = Console()
+    console.print(table)
+    console.print(f"{len(entries)} messages" + (f" (the newest {limit}; --limit for more)" if len(entries) == limit
+                                                else ""))
+
+
+@deadletter_app.command("replay")
+def deadletter_replay(
+    ids: Annotated[list[int] | None, typer.Option("--id", help="this message (repeatable)")] = None,
+    reason: ReasonOption = None,
+    topic: TopicOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most this many, oldest first")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="every message in the dead letter")] = False,
+    dry_run: Annotated[bool, typer.Option(help="decode and report, write nothing")] = False,
+) -> None:
+    """Re-run dead-letter messages through the current profiles and device registry, and store them.
+
+    For after a device is registered or a profile fixed. A stored message leaves the dead letter for good.
+
+    A message that fails again keeps its one row, with the new reason. The rules do not see replays (README)."""
+    from gateway.ingest import IngestLimits
+    from gateway.profiles.loader import ProfileError, load_profiles
+    from gateway.replay import replay
+    from gateway.store.pool import open_pool
+
+    selection = _dead_letter_filter(ids, reason, topic, since, until)
+    if not everything and selection == type(selection)():
+        raise typer.BadParameter("say which messages: --id, --reason, --topic, --since/--until, or --all")
+    settings = Settings()
+    try:
+        profiles = load_profiles(settings.profiles_dir)
+    except ProfileError as exc:
+        typer.echo(f"invalid profile: {exc}", err=True)
+        raise typer.Exit(1) from None
+    limits = IngestLimits(settings.max_payload_bytes, timedelta(seconds=settings.max_future_s),
+                          timedelta(seconds=settings.max_past_s))
+
+    async def run() -> ReplayReport:
+        pool = await open_pool(settings.database_url, min_size=1, max_size=2)
+        try:
+            return await replay(pool, profiles, selection, limits, limit=limit, dry_run=dry_run)
+        finally:
+            await pool.close()
+
+    with _database_errors():
+        report = asyncio.run(run())
+    for line in describe_replay(report):
+        typer.echo(line)
+
+
+def describe_replay(report: ReplayReport) -> list[str]:
+    if not report.selected:
+        return ["nothing to replay: no message in the dead letter matches (replayed ones are not taken again)"]
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    lines = [("dry run, nothing written: " if report.dry_run else "")
+             + f"{count(report.selected, 'message')} replayed: {report.stored} stored, {report.not_reading} no "
+             f"reading, {len(report.rejected)} rejected again, {len(report.skipped)} skipped"]
+    if report.readings:
+        stored = f"{count(report.readings, 'reading')} {'would go' if report.dry_run else 'went'} to telemetry"
+        if not report.dry_run and report.already_stored:
+            stored += f" ({report.already_stored} of them already there)"
+        lines.append(stored)
+    if report.not_reading_kinds:
+        lines.append("no reading: " + ", ".join(f"{kind} {n}" for kind, n in report.not_reading_kinds.most_common()))
+    if report.rejected:
+        lines.append("still in the dead letter: "
+                     + ", ".join(f"{reason} {n}" for reason, n in report.rejected_reasons.most_common()))
+    shown = 20
+    for message_id, rejection in report.rejected[:shown]:
+        lines.append(f"  #{message_id} {rejection.reason}: {rejection.detail}")
+    if len(report.rejected) > shown:
+        lines.append(f"  … and {len(report.rejected) - shown} more (`wastegate deadletter list`)")
+    for message_id, why in report.skipped[:shown]:
+        lines.append(f"  #{message_id} skipped: {why}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.table import Table
 
 from gateway.app import Gateway
+from gateway.console.auth import hash_password
 from gateway.embedded.amqtt_broker import AmqttBroker
 from gateway.embedded.mosquitto import Mosquitto, find_mosquitto
 from gateway.embedded.postgres import Postgres
@@ -33,11 +34,14 @@ from gateway.settings import Settings
 from gateway.sources.mqtt import MqttPublisher
 from gateway.store.devices import upsert_devices
 from gateway.store.migrate import apply_storage_policies, migrate
+from gateway.store.users import upsert_user
 from simulators.city import MADRID, City, demo_start
 from simulators.clock import SimClock
 from simulators.score import Score, describe, score
 
 REPO = Path(__file__).resolve().parent.parent
+# The demo's console account (a throwaway database: the password is no secret).
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-wastegate"
 
 
 @dataclass
@@ -64,6 +68,9 @@ def run_demo(duration_s: float | None, api_port: int, speedup: float = 60.0, liv
             migrate(settings.database_url)
             apply_storage_policies(settings.database_url, settings)
             upsert_devices(settings.database_url, city.registered_devices())
+            upsert_user(settings.database_url, DEMO_USER, hash_password(DEMO_PASSWORD), "admin", None)
+            console.print(f"console  http://{settings.api_host}:{api_port}/console/   "
+                          f"sign in as {DEMO_USER} / {DEMO_PASSWORD}")
             console.print(f"API      http://{settings.api_host}:{api_port}   (docs at /docs)")
             console.print(f"try      curl -s http://{settings.api_host}:{api_port}/open311/v2/requests.json")
             console.print(f"         curl -s -H 'Authorization: Bearer demo' "
@@ -134,10 +141,18 @@ async def _run(settings: Settings, city: City, clock: SimClock, duration_s: floa
 def _api_answers(settings: Settings) -> bool:
     import httpx
 
+    base = f"http://{settings.api_host}:{settings.api_port}"
     try:
-        url = f"http://{settings.api_host}:{settings.api_port}/open311/v2/services.json"
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
+        if httpx.get(f"{base}/open311/v2/services.json", timeout=2).status_code != 200:
+            return False
+        # and the console takes the sign-in the demo prints
+        with httpx.Client(base_url=base, timeout=5) as client:
+            form = client.get("/console/signin").text
+            token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            signed_in = client.post("/console/signin", data={"name": DEMO_USER, "password": DEMO_PASSWORD,
+                                                             "csrf_token": token})
+            return signed_in.status_code == 303 and client.get("/console/incidents").status_code == 200
+    except (httpx.HTTPError, IndexError):
         return False
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -45,3 +45,17 @@ class DeviceDirectory:
 
     def __len__(self) -> int:
         return len(self._devices)
+
+
+# A device is silent once it has missed this many expected reports (as the shipped sensor-silent rule).
+SILENT_AFTER_REPORTS = 3
+
+
+def reporting_status(latest_reading: datetime | None, expected_interval_s: float | None, now: datetime) -> str:
+    """`never_seen`, `silent` or `reporting`, judged on the device's clock: the time of its newest reading
+    against `now` (the gateway's clock, on which device times are checked)."""
+    if latest_reading is None:
+        return "never_seen"
+    if expected_interval_s and now - latest_reading > timedelta(seconds=expected_interval_s * SILENT_AFTER_REPORTS):
+        return "silent"
+    return "reporting"

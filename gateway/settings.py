@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     correlation_window_s: int = Field(default=24 * 3600, ge=0)
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     api_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The console's base map: an OpenStreetMap-style tile URL template ({z}/{x}/{y}); empty, no base layer
+    # (zones, devices and incidents are drawn all the same). Nothing is fetched unless this is set.
+    map_tiles_url: str = ""
+    map_tiles_attribution: str = ""
     # Subscribers to incident changes (comma-separated URLs), and the secret their bodies are signed with.
     webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_secret: str = ""

@@ -6,17 +6,25 @@ PostgreSQL starts once; the schema is migrated once into a template database tha
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from gateway.embedded.mosquitto import Mosquitto
 from gateway.embedded.postgres import Postgres
 from gateway.settings import Settings
 from gateway.store.migrate import apply_storage_policies, migrate
 from tests.support import REPO
+
+# Property-based tests are the same run every time (CI, `./run test`): derandomized, no example database.
+# `./run fuzz` (WASTEGATE_FUZZ=explore) explores at random instead; what it finds becomes a regression test.
+hypothesis_settings.register_profile("deterministic", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile("explore" if os.environ.get("WASTEGATE_FUZZ") == "explore" else "deterministic")
 
 TEMPLATE = "wastegate_template"
 _db_numbers = itertools.count(1)
@@ -74,5 +82,5 @@ def settings(database_url: str, broker: Mosquitto, request: pytest.FixtureReques
         batch_max_age_ms=50,
         # Tests publish bursts far above a device's normal rate; test_faults.py turns the limit on.
         device_rate_limit_per_s=0,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )

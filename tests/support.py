@@ -46,6 +46,17 @@ def publish(mqtt_url: str, messages: Sequence[tuple[str, bytes | str]]) -> None:
         publisher.publish_many(messages)
 
 
+def publish_until(mqtt_url: str, messages: Sequence[tuple[str, bytes | str]], predicate: Callable[[], T],
+                  timeout_s: float = 30.0, interval_s: float = 0.3) -> T:
+    """Publishes (idempotent) `messages` again and again until `predicate` holds: until a gateway started
+    in another process has subscribed, what is published goes nowhere."""
+    def published_then() -> T:
+        publish(mqtt_url, messages)
+        return predicate()
+
+    return wait_until(published_then, timeout_s, interval_s)
+
+
 @contextmanager
 def running_gateway(settings: Settings, clock: Callable[[], Any] | None = None,
                     wait_for_mqtt: bool = True) -> Iterator[Gateway]:

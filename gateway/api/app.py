@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from gateway import __version__
 from gateway.api import devices, incidents, open311
@@ -15,6 +17,7 @@ from gateway.api.auth import parse_tokens
 from gateway.api.context import ApiContext
 from gateway.api.health import health_router
 from gateway.api.limits import BodySizeLimit
+from gateway.console import console_validation_error, mount_console
 
 
 def create_api(readiness: Callable[[], dict[str, bool]], api_context: ApiContext | None = None) -> FastAPI:
@@ -30,6 +33,8 @@ def create_api(readiness: Callable[[], dict[str, bool]], api_context: ApiContext
         api.include_router(devices.router)
         api.add_exception_handler(open311.Open311Error, _open311_error)  # type: ignore[arg-type]
         api.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+        api.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+        mount_console(api)
         api.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
         if settings.api_cors_origins:  # closed unless origins are configured
             api.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
@@ -45,7 +50,19 @@ async def _open311_error(request: Request, exc: open311.Open311Error) -> Respons
     return open311.error_response(exc, _format_of(request))
 
 
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Under Open311's prefix the framework's own errors too (an unknown path, a method not allowed, a
+    multipart body that does not parse) are in Open311's format."""
+    if request.url.path.startswith(open311.router.prefix + "/"):
+        response = open311.error_response(open311.Open311Error(exc.status_code, str(exc.detail)), _format_of(request))
+        response.headers.update(exc.headers or {})
+        return response
+    return await http_exception_handler(request, exc)
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    if request.url.path.startswith("/console/"):
+        return console_validation_error(request, exc)
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors())
     if request.url.path.startswith(open311.router.prefix):
         return open311.error_response(open311.Open311Error(400, problems), _format_of(request))

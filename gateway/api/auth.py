@@ -47,7 +47,9 @@ def requires(role: str) -> Callable[..., Awaitable[Staff]]:
         tokens: dict[str, Staff] = request.app.state.tokens
         if credentials is None:
             raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        staff = next((s for t, s in tokens.items() if hmac.compare_digest(t, credentials.credentials)), None)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
+        given = credentials.credentials.encode("utf-8", "surrogatepass")
+        staff = next((s for t, s in tokens.items() if hmac.compare_digest(t.encode("utf-8"), given)), None)
         if staff is None:
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
         if ROLES.index(staff.role) < needed:

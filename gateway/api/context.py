@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
@@ -21,6 +22,13 @@ class ApiContext:
     catalogue: Catalogue
     profiles: ProfileSet
     clock: Callable[[], datetime]
+
+    def expected_interval_s(self, profile_name: str | None, attributes: Mapping[str, Any] | None) -> float | None:
+        """How often a device should report: its `expected_interval_s` attribute, else its profile's."""
+        value = (attributes or {}).get("expected_interval_s")
+        if value is None and profile_name is not None and (profile := self.profiles.by_name.get(profile_name)):
+            value = profile.config.defaults.expected_interval_s
+        return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def context(request: Request) -> ApiContext:

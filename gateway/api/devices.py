@@ -6,16 +6,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from psycopg.rows import dict_row
 
 from gateway.api.auth import Staff, requires
+from gateway.api.bounds import Text, Time
 from gateway.api.context import ApiContext, context
 from gateway.store.queries import query
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 Ctx = Annotated[ApiContext, Depends(context)]
 Viewer = Annotated[Staff, Depends(requires("viewer"))]
+DeviceId = Annotated[Text, Path(max_length=200)]
 # A device is silent once it has missed this many expected reports (as the sensor-silent rule ships).
 SILENT_AFTER_REPORTS = 3
 
@@ -54,7 +56,7 @@ async def _overview(api: ApiContext, kind: str | None, device_id: str | None, li
 
 @router.get("/devices")
 async def list_devices(
-    api: Ctx, staff: Viewer, kind: str | None = None,
+    api: Ctx, staff: Viewer, kind: Annotated[Text | None, Query(max_length=100)] = None,
     status: Literal["reporting", "silent", "never_seen"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
@@ -63,7 +65,7 @@ async def list_devices(
 
 
 @router.get("/devices/{device_id}")
-async def get_device(device_id: str, api: Ctx, staff: Viewer) -> dict[str, Any]:
+async def get_device(device_id: DeviceId, api: Ctx, staff: Viewer) -> dict[str, Any]:
     found = await _overview(api, None, device_id, 1)
     if not found:
         raise HTTPException(404, f"no device {device_id!r}")
@@ -72,7 +74,7 @@ async def get_device(device_id: str, api: Ctx, staff: Viewer) -> dict[str, Any]:
 
 @router.get("/devices/{device_id}/telemetry")
 async def telemetry(
-    device_id: str, api: Ctx, staff: Viewer, start: datetime | None = None, end: datetime | None = None,
+    device_id: DeviceId, api: Ctx, staff: Viewer, start: Time | None = None, end: Time | None = None,
     max_points: Annotated[int, Query(ge=10, le=10000)] = 1000,
 ) -> dict[str, Any]:
     end = end or api.clock()

@@ -1,5 +1,7 @@
 """The staff API for incidents: listing with filters and cursor pagination, one incident with its history,
-workflow actions, comments, duplicates, staff or partner reports, and statistics."""
+workflow actions, comments, duplicates, public titles, staff or partner reports, and statistics.
+
+Every parameter is bounded (gateway/api/bounds.py): a value out of bounds is refused with a 4xx naming it."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import base64
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.auth import Staff, requires
+from gateway.api.bounds import MAX_ID, Text, Time
 from gateway.api.context import ApiContext, context
 from gateway.store.queries import query
 from gateway.store.workflow import (
@@ -22,6 +25,7 @@ from gateway.store.workflow import (
     comment,
     create_report,
     mark_duplicate,
+    set_public_title,
     transition,
 )
 
@@ -30,41 +34,49 @@ Ctx = Annotated[ApiContext, Depends(context)]
 Viewer = Annotated[Staff, Depends(requires("viewer"))]
 Operator = Annotated[Staff, Depends(requires("operator"))]
 
+IncidentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Status = Literal["open", "acknowledged", "assigned", "in_progress", "resolved", "closed"]
 Source = Literal["citizen", "staff", "partner", "device_rule"]
+Code = Annotated[Text, Field(max_length=100)]
 
 
 class Action(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Literal["acknowledge", "assign", "start", "resolve", "close", "reopen"]
-    note: str = Field(default="", max_length=4000)
-    assignee: str | None = Field(default=None, max_length=200, description="department, partner entity or person")
+    note: Text = Field(default="", max_length=4000)
+    assignee: Text | None = Field(default=None, max_length=200, description="department, partner entity or person")
     public: bool = Field(default=True, description="whether the note shows in Open311 status_notes")
 
 
 class Comment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(min_length=1, max_length=4000)
+    note: Text = Field(min_length=1, max_length=4000)
     public: bool = False
 
 
 class Duplicate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    of: int = Field(ge=1, description="the incident this one duplicates")
+    of: int = Field(ge=1, le=MAX_ID, description="the incident this one duplicates")
+
+
+class PublicTitle(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    public_title: Text | None = Field(max_length=200, description="what Open311 shows; null: the service's name")
 
 
 class StaffReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    service_code: str
+    service_code: Code
     source: Literal["staff", "partner"] = "staff"
-    description: str = Field(default="", max_length=4000)
+    description: Text = Field(default="", max_length=4000)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    address: str | None = Field(default=None, max_length=500)
+    address: Text | None = Field(default=None, max_length=500)
 
 
 def _public(row: dict[str, Any], with_reporter: bool = False) -> dict[str, Any]:
@@ -83,9 +95,12 @@ def _decode_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        last_id = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except ValueError:
         raise HTTPException(400, "invalid cursor") from None
+    if not 0 <= last_id <= MAX_ID:
+        raise HTTPException(400, "invalid cursor")
+    return last_id
 
 
 def _bbox(bbox: str | None) -> tuple[float | None, float | None, float | None, float | None]:
@@ -105,12 +120,12 @@ async def list_incidents(
     api: Ctx, staff: Viewer,
     status: Annotated[list[Status] | None, Query()] = None,
     source: Annotated[list[Source] | None, Query()] = None,
-    service_code: Annotated[list[str] | None, Query()] = None,
-    device_id: str | None = None,
-    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
-    cursor: str | None = None,
+    service_code: Annotated[list[Code] | None, Query(max_length=100)] = None,
+    device_id: Annotated[Text | None, Query(max_length=200)] = None,
+    bbox: Annotated[str | None, Query(max_length=200, description="min_lon,min_lat,max_lon,max_lat")] = None,
+    created_from: Time | None = None,
+    created_to: Time | None = None,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     min_lon, min_lat, max_lon, max_lat = _bbox(bbox)
@@ -126,7 +141,7 @@ async def list_incidents(
 
 
 @router.get("/incidents/{incident_id}")
-async def get_incident(incident_id: int, api: Ctx, staff: Viewer) -> dict[str, Any]:
+async def get_incident(incident_id: IncidentId, api: Ctx, staff: Viewer) -> dict[str, Any]:
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("incident_by_id"), {"id": incident_id})
         row = await cur.fetchone()
@@ -151,7 +166,7 @@ async def _act(api: ApiContext, incident_id: int, work: Any) -> dict[str, Any]:
 
 
 @router.post("/incidents/{incident_id}/actions", summary=f"Workflow: {', '.join(TRANSITIONS)}")
-async def act(incident_id: int, body: Action, api: Ctx, staff: Operator) -> dict[str, Any]:
+async def act(incident_id: IncidentId, body: Action, api: Ctx, staff: Operator) -> dict[str, Any]:
     async def work(conn: Any) -> dict[str, Any]:
         status = await transition(conn, incident_id, body.action, staff.actor, body.note, body.assignee, body.public)
         return {"id": incident_id, "status": status}
@@ -160,7 +175,7 @@ async def act(incident_id: int, body: Action, api: Ctx, staff: Operator) -> dict
 
 
 @router.post("/incidents/{incident_id}/comments", status_code=201)
-async def add_comment(incident_id: int, body: Comment, api: Ctx, staff: Operator) -> dict[str, Any]:
+async def add_comment(incident_id: IncidentId, body: Comment, api: Ctx, staff: Operator) -> dict[str, Any]:
     async def work(conn: Any) -> dict[str, Any]:
         await comment(conn, incident_id, staff.actor, body.note, body.public)
         return {"id": incident_id}
@@ -169,10 +184,21 @@ async def add_comment(incident_id: int, body: Comment, api: Ctx, staff: Operator
 
 
 @router.post("/incidents/{incident_id}/duplicate")
-async def duplicate(incident_id: int, body: Duplicate, api: Ctx, staff: Operator) -> dict[str, Any]:
+async def duplicate(incident_id: IncidentId, body: Duplicate, api: Ctx, staff: Operator) -> dict[str, Any]:
     async def work(conn: Any) -> dict[str, Any]:
         await mark_duplicate(conn, incident_id, body.of, staff.actor)
         return {"id": incident_id, "status": "closed", "duplicate_of": body.of}
+
+    return await _act(api, incident_id, work)
+
+
+@router.put("/incidents/{incident_id}/public_title", summary="What Open311 calls the incident")
+async def public_title(incident_id: IncidentId, body: PublicTitle, api: Ctx, staff: Operator) -> dict[str, Any]:
+    title = (body.public_title or "").strip() or None
+
+    async def work(conn: Any) -> dict[str, Any]:
+        await set_public_title(conn, incident_id, title, staff.actor)
+        return {"id": incident_id, "public_title": title}
 
     return await _act(api, incident_id, work)
 
@@ -193,8 +219,11 @@ async def create_incident(body: StaffReport, api: Ctx, staff: Operator) -> dict[
     return {"id": incident_id, "linked_to": linked_to}
 
 
-@router.get("/stats", summary="Incidents by category, source and status; median time to resolve")
-async def stats(api: Ctx, staff: Viewer, start: datetime | None = None, end: datetime | None = None) -> dict[str, Any]:
+@router.get("/stats", summary="Incidents by category, source and status; median time to resolve",
+            description="Incidents opened in [start, end) (by default the 30 days to now). Time to resolve runs "
+                        "from when the problem was seen to its resolution: for device incidents from the opening "
+                        "reading's device time, for reports from their creation (see the incident_stats query).")
+async def stats(api: Ctx, staff: Viewer, start: Time | None = None, end: Time | None = None) -> dict[str, Any]:
     end = end or api.clock()
     start = start or end - timedelta(days=30)
     if end <= start:

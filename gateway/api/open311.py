@@ -1,15 +1,19 @@
 """Open311 GeoReport v2 for citizens' apps, in JSON and XML (`.json` / `.xml` on every path).
 
-Device-detected incidents are listed as the city's own reports. Reporters' personal data (name, e-mail,
+Only the incidents of services the catalogue marks `public: true` are listed or answer by id; the
+others (those about households and vehicles) are kept for staff. Device-detected incidents are listed as
+the city's own reports under a public title (staff may set one; otherwise the service's name): their
+internal titles and descriptions are rendered from device and household attributes (addresses, RFID tags,
+plates) and are never shown here, nor are the notes rules write. Reporters' personal data (name, e-mail,
 phone, device and account ids) is stored for staff and never appears in these responses. Errors are the
-specification's `[{"code", "description"}]` with HTTP 400, 403 or 404.
+specification's `[{"code", "description"}]` with HTTP 400, 403, 404 or 413.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree
 
@@ -17,6 +21,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from psycopg.rows import dict_row
 
+from gateway.api.bounds import MAX_ID, bounded_time, storable_text
 from gateway.api.context import ApiContext, context
 from gateway.catalogue import ServiceDefinition
 from gateway.store.queries import query
@@ -25,8 +30,15 @@ from gateway.store.workflow import OPEN_STATUSES, NewReport, create_report
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
 MAX_DESCRIPTION = 4000
+MAX_ADDRESS = 500
+MAX_FIELD = 200  # a reporter's field; and what an error message echoes of a value
+MAX_ATTRIBUTE = 1000
+MAX_ATTRIBUTES = 100
+MAX_IDS = 100  # service_request_id=1,2,…
+MAX_FILTER = 2000  # the length of a filter parameter (service_code=a,b,…)
 MAX_WINDOW = timedelta(days=90)
 _ATTRIBUTE = re.compile(r"^attribute\[([A-Za-z0-9_.-]+)\]$")
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,80}")  # echoed in error messages only when it looks like this
 _REPORTER_FIELDS = ("email", "first_name", "last_name", "phone", "device_id", "account_id")
 
 
@@ -99,7 +111,7 @@ async def service_definition(service_code: str, fmt: str, api: ApiContext = Depe
     fmt = _fmt(fmt)
     service = next((s for s in api.catalogue.services if s.service_code == service_code), None)
     if service is None:
-        raise Open311Error(404, f"no service {service_code!r}")
+        raise Open311Error(404, f"no service {service_code[:MAX_FIELD]!r}")
     definition = {"service_code": service.service_code, "attributes": list(service.attributes)}
     return render(definition, fmt, "service_definition", None)
 
@@ -121,15 +133,26 @@ _REQUEST_FORM = {
              openapi_extra=_REQUEST_FORM)
 async def post_request(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
     fmt = _fmt(fmt)
-    form = await request.form()
-    fields = {key: str(value) for key, value in form.items() if isinstance(value, str)}
+    async with request.form() as form:  # closes the temporary files of a multipart body
+        parts = list(form.multi_items())
+    fields = {key: value for key, value in parts if isinstance(value, str)}
     key = fields.get("api_key", "")
-    if not key or not any(hmac.compare_digest(key, k) for k in api.settings.open311_api_keys):
+    if not key or not _known_key(key, api.settings.open311_api_keys):
         raise Open311Error(403, "a valid api_key is required")
+    # Photos are not stored yet: a file, or a `media` part, is refused rather than dropped unseen.
+    files = sorted({name for name, value in parts if not isinstance(value, str)} | ({"media"} & fields.keys()))
+    if files:
+        raise Open311Error(400, f"media files are not accepted (part {', '.join(files)}): upload the photo "
+                                "elsewhere and send its address as media_url")
+    for name, value in fields.items():
+        try:
+            storable_text(value, name if _FIELD_NAME.fullmatch(name) else "a field")
+        except ValueError as exc:
+            raise Open311Error(400, str(exc)) from None
     code = fields.get("service_code", "")
     service = next((s for s in api.catalogue.services if s.service_code == code), None)
     if service is None:
-        raise Open311Error(400 if not code else 404, f"unknown service_code {code!r}" if code else
+        raise Open311Error(400 if not code else 404, f"unknown service_code {code[:MAX_FIELD]!r}" if code else
                            "service_code is required")
     lat, lon = _coordinate(fields.get("lat"), -90, 90, "lat"), _coordinate(fields.get("long"), -180, 180, "long")
     address = fields.get("address_string", "").strip() or None
@@ -137,6 +160,8 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
         raise Open311Error(400, "lat and long go together")
     if lat is None and address is None:
         raise Open311Error(400, "a location is required: lat and long, or address_string")
+    if address is not None and len(address) > MAX_ADDRESS:
+        raise Open311Error(400, f"address_string is longer than {MAX_ADDRESS} characters")
     description = fields.get("description", "")
     if len(description) > MAX_DESCRIPTION:
         raise Open311Error(400, f"description is longer than {MAX_DESCRIPTION} characters")
@@ -144,15 +169,27 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
     if media_url and (len(media_url) > 2048 or not re.match(r"^https?://[^\s]+$", media_url)):
         raise Open311Error(400, "media_url must be an http(s) URL")
     attributes = {m.group(1): value for k, value in fields.items() if (m := _ATTRIBUTE.match(k))}
+    if len(attributes) > MAX_ATTRIBUTES or any(len(v) > MAX_ATTRIBUTE for v in attributes.values()):
+        raise Open311Error(400, f"at most {MAX_ATTRIBUTES} attributes of at most {MAX_ATTRIBUTE} characters each")
     reporter = {f: fields[f] for f in _REPORTER_FIELDS if fields.get(f)}
+    if any(len(v) > MAX_FIELD for v in reporter.values()):
+        raise Open311Error(400, f"{', '.join(_REPORTER_FIELDS)} may have at most {MAX_FIELD} characters each")
     report = NewReport("citizen", code, service.service_name, description, lat, lon, address, media_url,
                        attributes, reporter or None)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, _ = await create_report(
             conn, report, api.clock(), api.settings.correlation_distance_m,
             timedelta(seconds=api.settings.correlation_window_s))
-    return render([{"service_request_id": str(incident_id), "service_notice": "", "account_id": None}], fmt,
+    # The reporter learns that a request in an internal service will not be listed, not even to them.
+    notice = "" if service.public else "this request is followed up by staff and is not published"
+    return render([{"service_request_id": str(incident_id), "service_notice": notice, "account_id": None}], fmt,
                   "service_requests", "request")
+
+
+def _known_key(key: str, keys: list[str]) -> bool:
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
+    given = key.encode("utf-8", "surrogatepass")
+    return any(hmac.compare_digest(given, k.encode("utf-8")) for k in keys)
 
 
 def _coordinate(raw: str | None, low: float, high: float, name: str) -> float | None:
@@ -174,7 +211,10 @@ def _parse_time(raw: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise Open311Error(400, f"{name} must be a W3C date-time, e.g. 2026-11-23T08:00:00Z") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        return bounded_time(parsed, name)
+    except ValueError as exc:
+        raise Open311Error(400, str(exc)) from None
 
 
 def _window(start_raw: str | None, end_raw: str | None, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -191,17 +231,19 @@ def _window(start_raw: str | None, end_raw: str | None, now: datetime) -> tuple[
     return start, end
 
 
-def _request(row: dict[str, Any], services: dict[str, ServiceDefinition]) -> dict[str, Any]:
-    service = services.get(row["service_code"])
+def _request(row: dict[str, Any], service: ServiceDefinition) -> dict[str, Any]:
+    public_title = row["public_title"] or service.service_name
+    # A device incident's own title and description are rendered from device and household attributes.
+    device_made = row["source"] == "device_rule"
     return {
         "service_request_id": str(row["id"]),
         "status": "open" if row["status"] in OPEN_STATUSES else "closed",
         "status_notes": row["status_notes"],
-        "service_name": service.service_name if service else row["title"],
+        "service_name": service.service_name,
         "service_code": row["service_code"],
-        "description": row["description"] or row["title"],
-        "agency_responsible": service.responsible if service else None,
-        "service_notice": "reported by the city's sensors" if row["source"] == "device_rule" else None,
+        "description": public_title if device_made else row["description"] or public_title,
+        "agency_responsible": service.responsible,
+        "service_notice": "reported by the city's sensors" if device_made else None,
         "requested_datetime": row["created_at"].isoformat(),
         "updated_datetime": row["updated_at"].isoformat(),
         "expected_datetime": None,
@@ -214,41 +256,61 @@ def _request(row: dict[str, Any], services: dict[str, ServiceDefinition]) -> dic
     }
 
 
+def _public_services(api: ApiContext) -> dict[str, ServiceDefinition]:
+    return {s.service_code: s for s in api.catalogue.services if s.public}
+
+
 async def _requests(api: ApiContext, **filters: Any) -> list[dict[str, Any]]:
-    services = {s.service_code: s for s in api.catalogue.services}
+    services = _public_services(api)
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("open311_requests"), filters)
-        return [_request(row, services) for row in await cur.fetchall()]
+        await cur.execute(query("open311_requests"), {**filters, "public_codes": list(services)})
+        return [_request(row, services[row["service_code"]]) for row in await cur.fetchall()]
 
 
 @router.get("/requests.{fmt}", summary="Requests, newest first (at most 90 days at a time)")
 async def get_requests(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
     fmt = _fmt(fmt)
     params = request.query_params
+    for name, value in params.multi_items():
+        if len(value) > MAX_FILTER:
+            raise Open311Error(400, f"{name} is longer than {MAX_FILTER} characters")
     ids = None
     if params.get("service_request_id"):
-        try:
-            ids = [int(part) for part in params["service_request_id"].split(",") if part.strip()]
-        except ValueError:
-            raise Open311Error(400, "service_request_id must be a comma-separated list of ids") from None
+        ids = _ids(params["service_request_id"])
     status = params.get("status")
     if status not in (None, "", "open", "closed"):
         raise Open311Error(400, "status must be open or closed")
     statuses = list(OPEN_STATUSES) if status == "open" else ["resolved", "closed"] if status == "closed" else None
     start, end = (None, None) if ids else _window(params.get("start_date"), params.get("end_date"), api.clock())
     codes = [c for c in params.get("service_code", "").split(",") if c] or None
+    try:
+        storable_text(params.get("service_code", ""), "service_code")
+    except ValueError as exc:
+        raise Open311Error(400, str(exc)) from None
     rows = await _requests(api, ids=ids, service_code=codes, statuses=statuses, start=start, end=end, limit=1000)
     return render(rows, fmt, "service_requests", "request")
+
+
+def _ids(raw: str) -> list[int]:
+    message = f"service_request_id must be a comma-separated list of at most {MAX_IDS} ids"
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    if len(parts) > MAX_IDS or not all(part.isascii() and part.isdigit() for part in parts):
+        raise Open311Error(400, message)
+    ids = [int(part) for part in parts]
+    if any(i > MAX_ID for i in ids):
+        raise Open311Error(400, message)
+    return ids
 
 
 @router.get("/requests/{request_id}.{fmt}", summary="One request")
 async def get_request(request_id: str, fmt: str, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
     fmt = _fmt(fmt)
-    if not request_id.isdigit() or len(request_id) > 18:
-        raise Open311Error(404, f"no request {request_id!r}")
+    # isdigit alone lets through digits int() refuses, such as "²"
+    if not (request_id.isascii() and request_id.isdigit()) or len(request_id) > 18:
+        raise Open311Error(404, f"no request {request_id[:40]!r}")
     rows = await _requests(api, ids=[int(request_id)], service_code=None, statuses=None, start=None, end=None,
                            limit=1)
-    if not rows:
+    if not rows:  # also when the request is in an internal service: its existence is not told either
         raise Open311Error(404, f"no request {request_id!r}")
     return render(rows, fmt, "service_requests", "request")
 
@@ -258,7 +320,8 @@ async def request_updates(fmt: str, request: Request, api: ApiContext = Depends(
     fmt = _fmt(fmt)
     start, end = _window(request.query_params.get("start_date"), request.query_params.get("end_date"), api.clock())
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("request_updates"), {"start": start, "end": end, "limit": 1000})
+        await cur.execute(query("request_updates"), {"start": start, "end": end, "limit": 1000,
+                                                      "public_codes": list(_public_services(api))})
         rows = await cur.fetchall()
     updates = [{
         "update_id": str(row["id"]),

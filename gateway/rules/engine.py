@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway import metrics
 from gateway.devices import Device, DeviceDirectory
@@ -36,6 +36,22 @@ class EngineResult:
 
     def __bool__(self) -> bool:
         return bool(self.findings or self.states)
+
+
+_NEVER = float("-inf")
+
+
+def _device_then_time(reading: Reading) -> tuple[str, datetime]:
+    return reading.device_id, reading.time
+
+
+class _Selection(NamedTuple):
+    """The rules of a device, as the engine runs them: with each rule's id and view of its states, and
+    the rules that prepare a batch."""
+
+    rules: tuple[RuleBase, ...]
+    steps: tuple[tuple[RuleBase, str, StateOf], ...]
+    preparing: tuple[RuleBase, ...]
 
 
 class RuleEngine:
@@ -60,8 +76,8 @@ class RuleEngine:
             if isinstance(stored.get("t"), int | float):
                 self.evaluated_at[(rule_id, subject)] = float(stored["t"])
         self.last_seen: dict[str, datetime] = dict(last_seen or {})
-        self._selection: dict[tuple[str, str], tuple[Device | None, tuple[RuleBase, ...]]] = {}
-        self._selections_seen: dict[tuple[RuleBase, ...], tuple[RuleBase, ...]] = {}
+        self._selection: dict[tuple[str, str], tuple[Device | None, _Selection]] = {}
+        self._selections_seen: dict[tuple[RuleBase, ...], _Selection] = {}
         self._devices_version: int | None = None
         self._views: dict[str, StateOf] = {}
         self._load_stored()
@@ -90,55 +106,65 @@ class RuleEngine:
                     log.exception("rule %s failed to follow a change of the device registry", rule.id)
 
     def rules_for(self, device: Device | None, device_id: str, profile: str) -> tuple[RuleBase, ...]:
+        return self._select(device, device_id, profile).rules
+
+    def _select(self, device: Device | None, device_id: str, profile: str) -> _Selection:
         cached = self._selection.get((device_id, profile))
         if cached is not None and cached[0] is device:
             return cached[1]
         chosen = tuple(rule for rule in self.rules.rules if rule.applies_to(device, device_id, profile))
-        # Most devices share one of a few selections: one tuple each, not one list per device.
-        chosen = self._selections_seen.setdefault(chosen, chosen)
-        self._selection[(device_id, profile)] = (device, chosen)
-        return chosen
+        # Most devices share one of a few selections: one each, not one list per device.
+        selection = self._selections_seen.get(chosen)
+        if selection is None:
+            selection = self._selections_seen[chosen] = _Selection(
+                chosen, tuple((rule, rule.id, self._view(rule.id)) for rule in chosen),
+                tuple(rule for rule in chosen if rule.prepares))
+        self._selection[(device_id, profile)] = (device, selection)
+        return selection
 
     def evaluate(self, readings: Sequence[Reading], now: datetime) -> EngineResult:
         self._follow_devices()
         result = EngineResult()
         plan = []
         batch_lookups: dict[RuleBase, list[Reading]] = {}
-        for reading in sorted(readings, key=lambda r: (r.device_id, r.time)):
-            device = self.devices.get(reading.device_id)
-            rules = self.rules_for(device, reading.device_id, reading.profile)
-            plan.append((reading, device, rules))
-            for rule in rules:
-                if rule.prepares:
-                    batch_lookups.setdefault(rule, []).append(reading)
+        device_of = self.devices.get
+        for reading in sorted(readings, key=_device_then_time):
+            device = device_of(reading.device_id)
+            selection = self._select(device, reading.device_id, reading.profile)
+            plan.append((reading, device, selection.steps))
+            for rule in selection.preparing:
+                batch_lookups.setdefault(rule, []).append(reading)
         for rule, its_readings in batch_lookups.items():
             try:
                 rule.prepare(its_readings)
             except Exception:  # the rule then looks up reading by reading, or fails on its own below
                 metrics.RULE_EVALUATION_ERRORS.inc()
                 log.exception("rule %s failed to prepare a batch", rule.id)
-        for reading, device, rules in plan:
+        last_seen = self.last_seen
+        evaluated_at = self.evaluated_at
+        for reading, device, steps in plan:
+            device_id = reading.device_id
             # Silence is measured in device time too, like everything the rules decide.
-            seen = self.last_seen.get(reading.device_id)
+            seen = last_seen.get(device_id)
             if seen is None or reading.time > seen:
-                self.last_seen[reading.device_id] = reading.time
-            if not rules:
+                last_seen[device_id] = reading.time
+            if not steps:
                 continue
             context = reading_context(reading, device)
             t = reading.time.timestamp()
             late = False
-            for rule in rules:
-                key = (rule.id, reading.device_id)
-                if t < self.evaluated_at.get(key, float("-inf")):
+            for rule, rule_id, state_of in steps:
+                key = (rule_id, device_id)
+                if t < evaluated_at.get(key, _NEVER):
                     late = True
                     continue
                 try:
-                    verdict = rule.evaluate_reading(reading, context, self._view(rule.id), now)
+                    verdict = rule.evaluate_reading(reading, context, state_of, now)
                 except Exception:  # a rule bug costs that rule's verdict on this reading, not the batch
                     metrics.RULE_EVALUATION_ERRORS.inc()
-                    log.exception("rule %s failed on a reading of %s", rule.id, reading.device_id)
+                    log.exception("rule %s failed on a reading of %s", rule_id, device_id)
                     continue
-                self.evaluated_at[key] = t
+                evaluated_at[key] = t
                 if verdict.findings or verdict.states:
                     self._apply(result, rule, verdict, t)
             if late:

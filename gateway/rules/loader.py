@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.rules import RuleConfig
+from gateway.rules import KINDS, RuleConfig
 from gateway.rules.expressions import ConditionError
 from gateway.rules.model import RuleBase
 from gateway.rules.zones import ZoneError, load_zones
@@ -171,6 +171,5 @@ def _line_of_value(lines: _Lines, item: Any, value: str) -> int:
 
 def _where(loc: Sequence[Any]) -> str:
     parts = [str(part) for part in loc if isinstance(part, str | int)]
-    kinds = {"threshold", "geofence", "absence", "collection"}
-    parts = [("for" if p == "for_" else p) for p in parts if p not in kinds]
+    parts = [("for" if p == "for_" else p) for p in parts if p not in KINDS]
     return f"{'.'.join(parts)}: " if parts else ""

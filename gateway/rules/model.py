@@ -54,6 +54,10 @@ class RuleConfigBase(BaseModel):
     applies_to: AppliesTo = Field(default_factory=AppliesTo)
     incident: IncidentSpec
 
+    def build(self, zones: Any, directory: Any = None) -> RuleBase:
+        """The rule of this kind, given the zone layers and the rules directory."""
+        raise NotImplementedError
+
 
 def device_context(device: Device | None, device_id: str) -> dict[str, Any]:
     if device is None:

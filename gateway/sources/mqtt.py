@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import struct
 import threading
 import time
 from collections import deque
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 PUBLISH_WINDOW = 20_000
+PUBACK = 0x40
+_PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,9 @@ class MqttSource:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
-        if config.watch_broker_dropped:
-            self._client.message_callback_add(BROKER_DROPPED_TOPIC, self._on_broker_dropped)
+        # The $SYS counter is told apart in `_on_message`, not by a paho topic callback: with one
+        # registered, paho matches every message's topic against it (about 5 µs a message).
+        self._watch_dropped = config.watch_broker_dropped
 
     # -- paho thread ---------------------------------------------------------------------------------
 
@@ -160,7 +164,11 @@ class MqttSource:
             log.warning("mqtt connection lost, reconnecting", extra={"reason": str(reason)})
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        raw = RawMessage(msg.topic, bytes(msg.payload), datetime.now(UTC), AckToken(self._connection, msg.mid, msg.qos))
+        topic = msg.topic
+        if topic == BROKER_DROPPED_TOPIC and self._watch_dropped:
+            self._on_broker_dropped(client, userdata, msg)
+            return
+        raw = RawMessage(topic, bytes(msg.payload), datetime.now(UTC), AckToken(self._connection, msg.mid, msg.qos))
         with self._lock:
             self._pending.append(raw)
             self.received += 1
@@ -244,10 +252,27 @@ class MqttSource:
         """Acknowledges committed messages. Those from an earlier connection are skipped: the broker
         redelivers them, and the store's message key makes the redelivery a no-op."""
         current = self._connection
+        pubacks = []
         for message in messages:
             token = message.ack
-            if token is not None and token.qos > 0 and token.connection == current:
-                self._client.ack(token.mid, token.qos)
+            if token is not None and token.connection == current:
+                if token.qos == 1:
+                    pubacks.append(token.mid)
+                elif token.qos == 2:
+                    self._client.ack(token.mid, token.qos)
+        if pubacks:
+            self._send_pubacks(pubacks)
+
+    def _send_pubacks(self, mids: Sequence[int]) -> None:
+        """A batch's PUBACKs as one write: paho's `ack` queues each as a packet of its own, with a wake-up
+        of its network thread and a `send` each (about a tenth of the gateway's time per message). The
+        bytes on the wire are the same: one 4-byte PUBACK (success, MQTT 3.1.1 and 5) per packet id."""
+        queue = getattr(self._client, "_packet_queue", None)
+        if queue is None or not self._client._manual_ack:  # not the paho-mqtt 2 this was written for
+            for mid in mids:
+                self._client.ack(mid, 1)
+            return
+        queue(PUBACK, b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids]), 0, 1)
 
     async def close(self) -> None:
         self._client.disconnect()

@@ -51,21 +51,24 @@ class PostgresSink:
 
     async def commit(self, batch: Batch) -> CommitStats:
         try:
-            return await commit_batch(self.pool, batch)
+            return await commit_batch(self.pool, batch, self.correlation_distance_m, self.correlation_window_s)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(str(exc)) from exc
         except psycopg.Error as exc:
             raise BatchRefused(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
 
-async def commit_batch(pool: AsyncConnectionPool, batch: Batch) -> CommitStats:
+async def commit_batch(pool: AsyncConnectionPool, batch: Batch, correlation_distance_m: float = 50.0,
+                       correlation_window_s: float = 86400.0) -> CommitStats:
+    """`correlation_*`: an incident a rule opens is linked to open citizen reports this near and recent."""
     async with pool.connection() as conn, conn.transaction():
         inserted = await insert_readings(conn, batch.readings)
         await insert_rejections(conn, batch.rejections)
         await touch_devices(conn, batch.devices_seen)
         cases = CaseChanges()
         if batch.findings:
-            cases = await apply_findings(conn, batch.findings)
+            cases = await apply_findings(conn, batch.findings, correlation_distance_m=correlation_distance_m,
+                                         correlation_window_s=correlation_window_s)
         if batch.states:
             await save_rule_states(conn, batch.states)
     return CommitStats(inserted, len(batch.readings) - inserted, len(batch.rejections), cases)

@@ -1,17 +1,24 @@
 """The case store, as the rules write to it: open (or repeat) and resolve device incidents, each change
-appended to `incident_events`. The API's workflow (issue #5) writes to the same tables."""
+appended to `incident_events`. The API's workflow (issue #5) writes to the same tables.
+
+A device incident that opens takes in the open reports of its service already made near it (within
+`correlation_distance_m`, made at most `correlation_window_s` before it opened): the other direction of
+the link `create_report` makes for a report made after the incident opened. Reports with only an
+`address_string` have no position and are not linked: there is no geocoder.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from gateway.events import Finding
 from gateway.store.queries import query
-from gateway.store.workflow import follow_linked_after_rule
+from gateway.store.workflow import add_event, follow_linked_after_rule
 
 SEVERITY_ORDER = ("info", "minor", "major", "critical")
 RULE_ACTOR = "rule"
@@ -24,8 +31,10 @@ class CaseChanges:
     resolved: tuple[str, ...] = ()
 
 
-async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding]) -> CaseChanges:
-    """Inside the caller's transaction, in the order the rules found them."""
+async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding], *,
+                         correlation_distance_m: float = 50.0, correlation_window_s: float = 86400) -> CaseChanges:
+    """Inside the caller's transaction, in the order the rules found them. The correlation bounds are the
+    settings of the same names (these defaults are theirs)."""
     opened: list[str] = []
     resolved: list[str] = []
     repeated = 0
@@ -48,6 +57,9 @@ async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding]) -> 
                     repeated += 1
                 await _event(cur, incident_id, "created" if created else "occurrence", finding,
                              to_status="open" if created else None)
+                if created and finding.lat is not None and finding.lon is not None:
+                    await _link_earlier_reports(conn, incident_id, finding, correlation_distance_m,
+                                                timedelta(seconds=correlation_window_s))
                 if not created and _rank(finding.severity) > _rank(severity):
                     await cur.execute(query("set_incident_severity"), {"id": incident_id, "severity": finding.severity})
                     await _event(cur, incident_id, "severity", finding, note=f"{severity} → {finding.severity}")
@@ -67,6 +79,20 @@ async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding]) -> 
             else:
                 raise ValueError(f"unknown finding action {finding.action!r}")
     return CaseChanges(tuple(opened), repeated, tuple(resolved))
+
+
+async def _link_earlier_reports(conn: AsyncConnection, incident_id: int, finding: Finding, distance_m: float,
+                                window: timedelta) -> None:
+    async with conn.cursor() as cur:
+        await cur.execute(query("link_open_reports"), {
+            "incident_id": incident_id, "service_code": finding.service_code, "lat": finding.lat,
+            "lon": finding.lon, "since": finding.time - window, "distance_m": distance_m})
+        reports = sorted(row[0] for row in await cur.fetchall())
+    for report_id in reports:
+        await add_event(conn, report_id, "link", "system", note=f"linked to incident {incident_id}",
+                        data={"linked_to": incident_id})
+        await add_event(conn, incident_id, "link", "system", note=f"citizen report {report_id} linked",
+                        data={"report": report_id})
 
 
 def _rank(severity: str) -> int:

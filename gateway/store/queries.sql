@@ -184,6 +184,19 @@ WHERE distance_m <= %(distance_m)s
 ORDER BY distance_m, id
 LIMIT 1;
 
+-- name: link_open_reports
+-- The other way round from matching_device_incident: when a device incident opens, the open reports of
+-- its service near it, made within the window before it and linked to nothing yet, are linked to it.
+UPDATE incidents SET linked_to = %(incident_id)s, updated_at = now()
+WHERE source <> 'device_rule' AND service_code = %(service_code)s AND linked_to IS NULL AND duplicate_of IS NULL
+  AND status NOT IN ('resolved', 'closed') AND first_seen_at >= %(since)s
+  AND lat IS NOT NULL AND lon IS NOT NULL
+  AND 111320.0 * sqrt(power(lat - %(lat)s, 2) + power((lon - %(lon)s) * cos(radians(%(lat)s)), 2)) <= %(distance_m)s
+RETURNING id;
+
+-- name: set_public_title
+UPDATE incidents SET public_title = %(public_title)s, updated_at = now() WHERE id = %(id)s;
+
 -- name: incident_by_id
 SELECT * FROM incidents WHERE id = %(id)s;
 
@@ -208,16 +221,20 @@ ORDER BY id DESC
 LIMIT %(limit)s;
 
 -- name: open311_requests
--- Open311 GET requests: public fields only, with the latest public note as status_notes.
-SELECT i.id, i.status, i.service_code, i.description, i.title, i.created_at, i.updated_at, i.address, i.lat,
-       i.lon, i.media_url, i.source, notes.note AS status_notes
+-- Open311 GET requests: public fields only (the internal title stays out), of the public services only,
+-- with the latest public note as status_notes. The notes rules write on device incidents are their
+-- rendered descriptions (addresses, tags, plates): never public.
+SELECT i.id, i.status, i.service_code, i.description, i.public_title, i.created_at, i.updated_at, i.address,
+       i.lat, i.lon, i.media_url, i.source, notes.note AS status_notes
 FROM incidents i
 LEFT JOIN LATERAL (
     SELECT note FROM incident_events e
     WHERE e.incident_id = i.id AND e.public AND e.kind IN ('status', 'comment') AND e.note <> ''
+      AND NOT (i.source = 'device_rule' AND starts_with(e.actor, 'rule:'))
     ORDER BY e.id DESC LIMIT 1
 ) notes ON true
-WHERE (%(ids)s::bigint[] IS NULL OR i.id = ANY(%(ids)s::bigint[]))
+WHERE i.service_code = ANY(%(public_codes)s::text[])
+  AND (%(ids)s::bigint[] IS NULL OR i.id = ANY(%(ids)s::bigint[]))
   AND (%(service_code)s::text[] IS NULL OR i.service_code = ANY(%(service_code)s::text[]))
   AND (%(statuses)s::text[] IS NULL OR i.status = ANY(%(statuses)s::text[]))
   AND (%(start)s::timestamptz IS NULL OR i.created_at >= %(start)s::timestamptz)
@@ -228,21 +245,34 @@ ORDER BY i.id DESC
 LIMIT %(limit)s;
 
 -- name: request_updates
--- The FixMyStreet-style updates feed: public status changes and comments in a time range.
-SELECT e.id, e.incident_id, e.at, e.to_status, e.note, i.status, i.media_url
+-- The FixMyStreet-style updates feed: public status changes and comments in a time range, of the public
+-- services only, without the notes rules write on device incidents (as in open311_requests).
+SELECT e.id, e.incident_id, e.at, e.to_status, i.status, i.media_url,
+       CASE WHEN i.source = 'device_rule' AND starts_with(e.actor, 'rule:') THEN '' ELSE e.note END AS note
 FROM incident_events e JOIN incidents i ON i.id = e.incident_id
-WHERE e.public AND e.kind IN ('created', 'status', 'comment')
+WHERE e.public AND e.kind IN ('created', 'status', 'comment') AND i.service_code = ANY(%(public_codes)s::text[])
   AND (%(start)s::timestamptz IS NULL OR e.at >= %(start)s::timestamptz)
   AND (%(end)s::timestamptz IS NULL OR e.at <= %(end)s::timestamptz)
 ORDER BY e.id
 LIMIT %(limit)s;
 
 -- name: incident_stats
+-- Time to resolve runs from when the problem was seen to when it was resolved, both ends on one clock:
+-- a device incident from its opening reading's device time (first_seen_at) to the resolving reading's
+-- device time (resolved_at, as a rule sets it), so a backlog processed late measures what happened in the
+-- street, not when the server caught up; a report from its creation to its resolution, both the
+-- database's clock. A device incident staff resolve ends on the database's clock: device times are
+-- accepted up to max_future_s ahead of it, and such an incident resolved within that counts as resolved
+-- at once rather than in negative time. The period selects incidents by the same opening time.
 SELECT service_code, source, status, count(*) AS incidents,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - created_at))
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY greatest(0, extract(epoch FROM resolved_at - opened_at)))
            FILTER (WHERE resolved_at IS NOT NULL) AS median_resolve_s
-FROM incidents
-WHERE created_at >= %(start)s AND created_at < %(end)s
+FROM (
+    SELECT service_code, source, status, resolved_at,
+           CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END AS opened_at
+    FROM incidents
+) i
+WHERE opened_at >= %(start)s AND opened_at < %(end)s
 GROUP BY GROUPING SETS ((service_code), (source), (status), ())
 ORDER BY 1, 2, 3;
 
@@ -311,3 +341,238 @@ FROM incident_events e JOIN incidents i ON i.id = e.incident_id
 WHERE e.id > %(after)s
 ORDER BY e.id
 LIMIT %(limit)s;
+
+-- name: dead_letter_list
+-- `wastegate deadletter list`, newest first; every filter is optional (NULL). A row a replay stored or
+-- found to be no reading has left the dead letter and shows only with include_replayed.
+SELECT id, received_at, reason, topic, detail, profile, device_id, payload_size, replayed_at, replay_outcome
+FROM rejected_messages
+WHERE (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+  AND (%(reasons)s::text[] IS NULL OR reason = ANY(%(reasons)s::text[]))
+  AND (%(topic_prefix)s::text IS NULL OR starts_with(topic, %(topic_prefix)s::text))
+  AND (%(topic_regex)s::text IS NULL OR topic ~ %(topic_regex)s::text)
+  AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR received_at < %(until)s::timestamptz)
+  AND (%(include_replayed)s::boolean OR replay_outcome IS NULL OR replay_outcome = 'rejected')
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: dead_letter_for_replay
+-- The next rows still in the dead letter, oldest first, with the same filters as dead_letter_list. Locked
+-- until the replay has committed their readings and outcomes; rows another replay holds are skipped.
+SELECT id, received_at, topic, payload, payload_size, reason
+FROM rejected_messages
+WHERE (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+  AND (%(reasons)s::text[] IS NULL OR reason = ANY(%(reasons)s::text[]))
+  AND (%(topic_prefix)s::text IS NULL OR starts_with(topic, %(topic_prefix)s::text))
+  AND (%(topic_regex)s::text IS NULL OR topic ~ %(topic_regex)s::text)
+  AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR received_at < %(until)s::timestamptz)
+  AND (replay_outcome IS NULL OR replay_outcome = 'rejected')
+  AND id > %(after_id)s
+ORDER BY id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: dead_letter_replayed
+UPDATE rejected_messages SET replayed_at = %(at)s, replay_outcome = %(outcome)s WHERE id = %(id)s;
+
+-- name: dead_letter_rejected_again
+-- The message stays in the dead letter, in its one row, with the reason it failed this time.
+UPDATE rejected_messages
+SET replayed_at = %(at)s, replay_outcome = 'rejected', reason = %(reason)s, detail = %(detail)s,
+    profile = %(profile)s, device_id = %(device_id)s
+WHERE id = %(id)s;
+
+-- name: insert_user
+INSERT INTO users (name, password_hash, role, language) VALUES (%(name)s, %(password_hash)s, %(role)s, %(language)s)
+ON CONFLICT (name) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role,
+    language = EXCLUDED.language, disabled = false
+RETURNING id, (xmax = 0) AS created;
+
+-- name: user_by_name
+SELECT id, name, password_hash, role, language, disabled FROM users WHERE name = %(name)s;
+
+-- name: insert_console_session
+INSERT INTO console_sessions (token_hash, user_id, csrf_token, expires_at)
+VALUES (%(token_hash)s, %(user_id)s, %(csrf_token)s, %(expires_at)s);
+
+-- name: console_session_user
+-- The user of a live session; expired sessions and disabled users sign nobody in.
+SELECT u.id, u.name, u.password_hash, u.role, u.language, u.disabled, s.csrf_token
+FROM console_sessions s JOIN users u ON u.id = s.user_id
+WHERE s.token_hash = %(token_hash)s AND s.expires_at > %(now)s AND NOT u.disabled;
+
+-- name: delete_console_session
+DELETE FROM console_sessions WHERE token_hash = %(token_hash)s;
+
+-- name: delete_expired_console_sessions
+DELETE FROM console_sessions WHERE expires_at <= %(now)s;
+
+-- name: set_user_language
+UPDATE users SET language = %(language)s WHERE id = %(id)s;
+
+-- name: console_trucks
+-- Each truck's latest position and its trail of the 15 minutes before it (device time).
+SELECT d.device_id, coalesce(d.name, d.device_id) AS name, t.time, t.lat, t.lon, t.speed_kmh, t.heading_deg,
+    (SELECT coalesce(json_agg(json_build_array(x.lat, x.lon) ORDER BY x.time), '[]'::json) FROM telemetry x
+     WHERE x.device_id = d.device_id AND x.lat IS NOT NULL
+       AND x.time > t.time - interval '15 minutes' AND x.time <= t.time) AS trail
+FROM devices d
+JOIN LATERAL (
+    SELECT time, lat, lon, speed_kmh, heading_deg FROM telemetry
+    WHERE telemetry.device_id = d.device_id AND lat IS NOT NULL ORDER BY time DESC LIMIT 1
+) t ON true
+WHERE d.kind = 'truck' AND (%(device_ids)s::text[] IS NULL OR d.device_id = ANY(%(device_ids)s::text[]));
+
+-- name: console_containers
+-- Fixed devices at their registered place with their latest values (each from the newest row that has it).
+SELECT d.device_id, coalesce(d.name, d.device_id) AS name, d.kind, d.lat, d.lon, d.last_seen,
+    (SELECT fill_pct FROM telemetry x WHERE x.device_id = d.device_id AND fill_pct IS NOT NULL
+     ORDER BY time DESC LIMIT 1) AS fill_pct,
+    (SELECT battery_pct FROM telemetry x WHERE x.device_id = d.device_id AND battery_pct IS NOT NULL
+     ORDER BY time DESC LIMIT 1) AS battery_pct,
+    (SELECT tilted FROM telemetry x WHERE x.device_id = d.device_id AND tilted IS NOT NULL
+     ORDER BY time DESC LIMIT 1) AS tilted,
+    (SELECT time FROM telemetry x WHERE x.device_id = d.device_id ORDER BY time DESC LIMIT 1) AS reading_time,
+    d.profile, d.attributes->'expected_interval_s' AS expected_interval_s
+FROM devices d
+WHERE d.kind NOT IN ('truck', 'household') AND d.lat IS NOT NULL AND d.lon IS NOT NULL
+  AND (%(device_ids)s::text[] IS NULL OR d.device_id = ANY(%(device_ids)s::text[]));
+
+-- name: console_open_incidents_by_device
+SELECT device_id, array_agg(DISTINCT service_code ORDER BY service_code) AS service_codes FROM incidents
+WHERE status NOT IN ('resolved', 'closed') AND device_id IS NOT NULL
+GROUP BY device_id;
+
+-- name: console_devices_seen_since
+SELECT device_id, kind FROM devices WHERE last_seen > %(since)s;
+
+-- name: console_incidents_changed_since
+-- Incidents with an event after the cursor, as they are now, and the new cursor.
+SELECT i.id, i.service_code, i.status, i.severity, i.title, i.source, i.lat, i.lon, i.created_at, e.last_event
+FROM (SELECT incident_id, max(id) AS last_event FROM incident_events WHERE id > %(after)s GROUP BY incident_id) e
+JOIN incidents i ON i.id = e.incident_id
+ORDER BY e.last_event;
+
+-- name: console_last_event_id
+SELECT coalesce(max(id), 0) FROM incident_events;
+
+-- name: console_incidents
+-- The console's queue: every filter optional (NULL); sorted by one of a fixed set of orders.
+SELECT id, source, service_code, status, severity, title, device_id, address, assigned_to, occurrences,
+       created_at, updated_at, first_seen_at, lat, lon, linked_to
+FROM incidents
+WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
+  AND (%(service_code)s::text IS NULL OR service_code = %(service_code)s::text)
+  AND (%(source)s::text IS NULL OR source = %(source)s::text)
+  AND (%(assignee)s::text IS NULL OR assigned_to ILIKE '%%' || %(assignee)s::text || '%%')
+  AND (%(created_from)s::timestamptz IS NULL OR created_at >= %(created_from)s::timestamptz)
+  AND (%(text)s::text IS NULL OR title ILIKE '%%' || %(text)s::text || '%%' OR address ILIKE '%%' || %(text)s::text || '%%')
+  -- a district: its outline's polygons (PostgreSQL's own geometric types; lon as x, lat as y)
+  AND (%(district)s::polygon[] IS NULL OR (lat IS NOT NULL AND point(lon, lat) <@ ANY(%(district)s::polygon[])))
+ORDER BY
+    CASE WHEN %(sort)s = 'oldest' THEN id END ASC,
+    CASE WHEN %(sort)s = 'severity' THEN array_position(ARRAY['critical', 'major', 'minor', 'info'], severity) END ASC,
+    CASE WHEN %(sort)s = 'activity' THEN updated_at END DESC,
+    id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: console_incident_counts
+SELECT status, count(*) AS n FROM incidents GROUP BY status;
+
+-- name: console_linked_reports
+SELECT id, source, status, title, created_at, media_url FROM incidents WHERE linked_to = %(id)s ORDER BY id;
+
+-- name: console_readings_around
+-- A device's readings around a time, for the chart of an incident's evidence.
+SELECT time, fill_pct, temperature_c, battery_pct, speed_kmh, distance_mm, tilted FROM telemetry
+WHERE device_id = %(device_id)s AND time BETWEEN %(start)s AND %(end)s
+ORDER BY time LIMIT 2000;
+
+-- name: console_devices
+-- The device list: each device with its newest reading (device time) and, per field, the newest value.
+SELECT d.device_id, d.profile, d.kind, d.name, d.attributes, d.last_seen, t.time AS reading_time,
+       t.fill_pct, t.battery_pct, t.temperature_c, t.speed_kmh
+FROM devices d
+LEFT JOIN LATERAL (
+    SELECT time, fill_pct, battery_pct, temperature_c, speed_kmh FROM telemetry
+    WHERE telemetry.device_id = d.device_id ORDER BY time DESC LIMIT 1
+) t ON true
+WHERE (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
+  AND (%(text)s::text IS NULL OR d.device_id ILIKE '%%' || %(text)s::text || '%%'
+       OR d.name ILIKE '%%' || %(text)s::text || '%%')
+ORDER BY d.device_id
+LIMIT %(limit)s;
+
+-- name: console_device_kinds
+SELECT kind, count(*) AS n FROM devices GROUP BY kind ORDER BY kind;
+
+-- name: console_route
+-- A truck's positions over a day, thinned to one per bucket, for the replay on the map.
+SELECT date_bin(%(bucket)s::interval, time, %(start)s) AS time, avg(lat) AS lat, avg(lon) AS lon,
+       max(speed_kmh) AS speed_kmh
+FROM telemetry
+WHERE device_id = %(device_id)s AND time >= %(start)s AND time < %(end)s AND lat IS NOT NULL
+GROUP BY 1 ORDER BY 1;
+
+-- name: console_lifts
+SELECT time, lat, lon, rfid, weight_kg FROM telemetry
+WHERE device_id = %(device_id)s AND time >= %(start)s AND time < %(end)s AND event = 'bin_lift'
+ORDER BY time LIMIT 5000;
+
+-- name: console_stats_per_day
+-- Incidents opened and resolved per day (UTC days) in [start, end), on the clock incident_stats uses.
+WITH days AS (
+    SELECT d::date AS day FROM generate_series(date_trunc('day', %(start)s::timestamptz),
+                                               %(end)s::timestamptz - interval '1 second', interval '1 day') d
+), opened AS (
+    SELECT (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END)::date AS day, count(*) AS n
+    FROM incidents
+    WHERE (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) >= %(start)s
+      AND (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) < %(end)s
+    GROUP BY 1
+), resolved AS (
+    SELECT resolved_at::date AS day, count(*) AS n FROM incidents
+    WHERE resolved_at >= %(start)s AND resolved_at < %(end)s GROUP BY 1
+)
+SELECT days.day, coalesce(opened.n, 0) AS opened, coalesce(resolved.n, 0) AS resolved
+FROM days LEFT JOIN opened USING (day) LEFT JOIN resolved USING (day)
+ORDER BY 1;
+
+-- name: console_stats_incidents
+-- The incidents of a period with what the breakdowns need (district is worked out from the position).
+SELECT service_code, source, lat, lon,
+       CASE WHEN resolved_at IS NULL THEN NULL ELSE greatest(0, extract(epoch FROM resolved_at -
+           CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END)) END AS resolve_s
+FROM incidents
+WHERE (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) >= %(start)s
+  AND (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) < %(end)s
+LIMIT 200000;
+
+-- name: console_stats_fill
+-- The latest fill level of each container, in tens of percent.
+SELECT least(width_bucket(f.fill_pct, 0, 100, 10), 10) AS bucket, count(*) AS containers
+FROM devices d
+CROSS JOIN LATERAL (
+    SELECT fill_pct FROM telemetry x WHERE x.device_id = d.device_id AND fill_pct IS NOT NULL
+    ORDER BY time DESC LIMIT 1
+) f
+WHERE d.kind = 'container'
+GROUP BY 1 ORDER BY 1;
+
+-- name: console_stats_collections
+-- Bin lifts and missed collections per day in [start, end).
+WITH days AS (
+    SELECT d::date AS day FROM generate_series(date_trunc('day', %(start)s::timestamptz),
+                                               %(end)s::timestamptz - interval '1 second', interval '1 day') d
+), lifted AS (
+    SELECT time::date AS day, count(*) AS n FROM telemetry
+    WHERE event = 'bin_lift' AND time >= %(start)s AND time < %(end)s GROUP BY 1
+), missed AS (
+    SELECT first_seen_at::date AS day, count(*) AS n FROM incidents
+    WHERE service_code = 'missed_collection' AND first_seen_at >= %(start)s AND first_seen_at < %(end)s GROUP BY 1
+)
+SELECT days.day, coalesce(lifted.n, 0) AS lifted, coalesce(missed.n, 0) AS missed
+FROM days LEFT JOIN lifted USING (day) LEFT JOIN missed USING (day)
+ORDER BY 1;

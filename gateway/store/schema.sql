@@ -131,7 +131,11 @@ CREATE TABLE rejected_messages (
     profile       text,
     device_id     text,
     -- A redelivered bad message is recorded once.
-    message_key   bytea NOT NULL UNIQUE
+    message_key   bytea NOT NULL UNIQUE,
+    -- The last replay: 'stored' and 'not_reading' take the message out of the dead letter; 'rejected'
+    -- leaves it in, with the reason it failed again.
+    replayed_at   timestamptz,
+    replay_outcome text CHECK (replay_outcome IN ('stored', 'not_reading', 'rejected'))
 );
 CREATE INDEX rejected_messages_received_at_idx ON rejected_messages (received_at);
 CREATE INDEX rejected_messages_reason_idx ON rejected_messages (reason, received_at);
@@ -168,7 +172,10 @@ CREATE TABLE incidents (
     resolved_at     timestamptz,
     closed_at       timestamptz,
     -- a citizen report linked to the device incident it matches (same service, near, recent)
-    linked_to       bigint REFERENCES incidents (id)
+    linked_to       bigint REFERENCES incidents (id),
+    -- what Open311 calls it (NULL: its service's name); title and description are internal for device
+    -- incidents, rendered from device and household attributes
+    public_title    text
 );
 CREATE UNIQUE INDEX incidents_one_open_per_cause ON incidents (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status NOT IN ('resolved', 'closed');
@@ -191,7 +198,8 @@ CREATE TABLE incident_events (
     -- internal notes stay out of Open311's status_notes and the public updates feed
     public       boolean NOT NULL DEFAULT true,
     CONSTRAINT incident_events_kind_check
-        CHECK (kind IN ('created', 'occurrence', 'status', 'severity', 'comment', 'assignment', 'merge', 'link'))
+        CHECK (kind IN ('created', 'occurrence', 'status', 'severity', 'comment', 'assignment', 'merge', 'link',
+                        'edit'))
 );
 CREATE INDEX incident_events_incident_idx ON incident_events (incident_id, id);
 CREATE INDEX incident_events_at_idx ON incident_events (at);
@@ -212,3 +220,24 @@ CREATE TABLE webhook_cursor (
     last_event_id  bigint NOT NULL DEFAULT 0,
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
+
+-- Staff accounts of the web console (the API keeps its bearer tokens), and their sign-in sessions: a
+-- random token in an HttpOnly cookie, of which only the SHA-256 is stored, with its forms' CSRF token.
+CREATE TABLE users (
+    id             bigserial PRIMARY KEY,
+    name           text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$'),
+    password_hash  text NOT NULL,
+    role           text NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    language       text CHECK (language IN ('en', 'ca', 'es')),
+    disabled       boolean NOT NULL DEFAULT false,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE console_sessions (
+    token_hash   bytea PRIMARY KEY,
+    user_id      bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf_token   text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL
+);
+CREATE INDEX console_sessions_user_idx ON console_sessions (user_id);

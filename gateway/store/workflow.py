@@ -149,6 +149,14 @@ async def mark_duplicate(conn: AsyncConnection, incident_id: int, of_id: int, ac
                     data={"duplicate": incident_id})
 
 
+async def set_public_title(conn: AsyncConnection, incident_id: int, public_title: str | None, actor: str) -> None:
+    """What Open311 calls the incident from now on; None goes back to its service's name."""
+    await _lock(conn, incident_id)
+    await conn.execute(query("set_public_title"), {"id": incident_id, "public_title": public_title})
+    await add_event(conn, incident_id, "edit", actor, note=f"public title: {public_title or '(the service name)'}",
+                    data={"public_title": public_title}, public=False)
+
+
 async def add_event(conn: AsyncConnection, incident_id: int, kind: str, actor: str, *, from_status: str | None = None,
                     to_status: str | None = None, note: str = "", data: dict[str, Any] | None = None,
                     public: bool = True) -> None:

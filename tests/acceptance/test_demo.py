@@ -1,5 +1,6 @@
 """Acceptance: the demo as a newcomer runs it, shortened (an hour of the city at ×180), on the pure-Python
-broker as on a machine without Mosquitto: incidents of at least six service codes, the API answering,
+broker as on a machine without Mosquitto: incidents of at least six service codes, the API and the
+console (with the sign-in the demo prints) answering,
 precision and recall of at least 0.95 against the simulator's ground truth, nothing left behind."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def test_the_demo_without_mosquitto() -> None:
                       console=Console(file=screen, width=140), broker_kind="amqtt")
     output = screen.getvalue()
     assert "AmqttBroker" in output and "open incidents by category" in output
+    assert "/console/" in output and "sign in as demo / demo-wastegate" in output
     assert len(result.service_codes) >= 6, output
     assert result.score.precision >= 0.95 and result.score.recall >= 0.95, output
     assert exit_code(result) == 0

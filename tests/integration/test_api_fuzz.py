@@ -1,14 +1,23 @@
 """Property-based requests over the API's own OpenAPI document (schemathesis): whatever a client sends,
-the API answers with a status below 500."""
+the API answers with a status below 500.
+
+By default (`./run test`, CI) the run is deterministic: derandomized, a fixed number of examples per
+operation, no example database, so a clean clone passes or fails the same way every time. `./run fuzz`
+(WASTEGATE_FUZZ=explore) explores instead: random, WASTEGATE_FUZZ_EXAMPLES examples per operation (1000),
+seeded from WASTEGATE_FUZZ_SEED when given and printed with any failure, so that a failure it finds can be
+replayed and turned into a regression test (tests/integration/test_api_bounds.py holds those so far).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import random
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.api.app import create_api
@@ -21,7 +30,7 @@ from tests.integration.test_api import KEY, TOKENS, _up
 from tests.support import REPO, running_gateway, wait_until
 
 # The document as the running API serves it (built here without a database, only to read it).
-_OFFLINE = ApiContext(Settings(_env_file=None), AsyncConnectionPool("", open=False),  # type: ignore[call-arg]
+_OFFLINE = ApiContext(Settings(_env_file=None), AsyncConnectionPool("", open=False),
                       load_catalogue(REPO / "services.yaml"), load_profiles(REPO / "device_profiles"), lambda: None)  # type: ignore[arg-type,return-value]
 SCHEMA = schemathesis.openapi.from_dict(create_api(lambda: {}, _OFFLINE).openapi())
 
@@ -42,7 +51,7 @@ def live_api(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 database_url=postgres.url("fuzz"), mqtt_url=broker.url, mqtt_client_id="fuzz",
                 profiles_dir=REPO / "device_profiles", rules_dir=REPO / "rules", services_file=REPO / "services.yaml",
                 api_port=port, open311_api_keys=[KEY], api_tokens=[f"{TOKENS['admin']}:admin"],
-                _env_file=None)  # type: ignore[call-arg]
+                _env_file=None)
             with running_gateway(gateway_settings):
                 base = f"http://127.0.0.1:{port}"
                 wait_until(lambda: _up(base))
@@ -52,12 +61,30 @@ def live_api(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             conn.execute("DROP DATABASE IF EXISTS fuzz WITH (FORCE)")
 
 
+EXPLORE = os.environ.get("WASTEGATE_FUZZ", "") == "explore"
+SEED = int(os.environ.get("WASTEGATE_FUZZ_SEED") or random.getrandbits(32)) if EXPLORE else None
+if EXPLORE:
+    FUZZ = settings(max_examples=int(os.environ.get("WASTEGATE_FUZZ_EXAMPLES") or 1000), deadline=None,
+                    suppress_health_check=list(HealthCheck), print_blob=True)
+    SEEDED: Callable[[Any], Any] = seed(SEED)
+else:
+    FUZZ = settings(max_examples=25, derandomize=True, database=None, deadline=None,
+                    suppress_health_check=list(HealthCheck))
+
+    def SEEDED(test: Any) -> Any:
+        return test
+
+
 @SCHEMA.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@FUZZ
+@SEEDED
 def test_no_server_errors(case: Any, live_api: str) -> None:
     case.headers = {**(case.headers or {}), "Authorization": f"Bearer {TOKENS['admin']}"}
     response = case.call(base_url=live_api)
-    assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
+    replay = f" (replay: WASTEGATE_FUZZ=explore WASTEGATE_FUZZ_SEED={SEED})" if EXPLORE else ""
+    assert response.status_code < 500, (
+        f"{case.method} {case.formatted_path}: {response.status_code} {response.text}{replay}\n"
+        f"{case.as_curl_command()}")
 
 
 def test_the_document_covers_the_routes() -> None:

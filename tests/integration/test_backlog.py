@@ -22,8 +22,9 @@ def fix(truck: str, second: float) -> tuple[str, str]:
 
 def limited(settings: Settings) -> Settings:
     """The limit as shipped (the test fixtures turn it off for tests that publish synthetic bursts)."""
-    return settings.model_copy(update={"device_rate_limit_per_s": Settings.model_fields[
-        "device_rate_limit_per_s"].default, "device_rate_window_s": Settings.model_fields["device_rate_window_s"].default})
+    shipped = Settings.model_fields
+    return settings.model_copy(update={"device_rate_limit_per_s": shipped["device_rate_limit_per_s"].default,
+                                       "device_rate_window_s": shipped["device_rate_window_s"].default})
 
 
 def counts(url: str) -> tuple[int, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def make_certificates(directory: Path) -> None:
 
 
 @pytest.fixture
-def secured_broker(tmp_path: Path) -> tuple[Mosquitto, int, Path]:
+def secured_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, Path]]:
     certs = tmp_path / "certs"
     make_certificates(certs)
     data = tmp_path / "data"
@@ -77,7 +78,11 @@ def _connect(port: int, user: str | None, password: str | None) -> tuple[paho.Cl
     if user:
         client.username_pw_set(user, password)
     outcome: dict[str, object] = {}
-    client.on_connect = lambda c, u, f, reason, p: outcome.setdefault("reason", reason)
+
+    def on_connect(client: object, userdata: object, flags: object, reason: object, properties: object) -> None:
+        outcome.setdefault("reason", reason)
+
+    client.on_connect = on_connect
     client.connect("127.0.0.1", port)
     client.loop_start()
     wait_until(lambda: "reason" in outcome, timeout_s=10)

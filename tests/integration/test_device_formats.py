@@ -13,8 +13,8 @@ import pytest
 
 from gateway.devices import Device
 from gateway.events import CANONICAL_FIELDS, message_key
+from gateway.ingest.testcases import discover, payload_of
 from gateway.profiles.loader import load_profiles
-from gateway.profiles.testcases import discover, payload_of
 from gateway.settings import Settings
 from gateway.store.devices import upsert_devices
 from tests.support import REPO, publish, running_gateway, scalar, sql, wait_until

@@ -42,7 +42,7 @@ def test_mosquitto_pub_truck_message_becomes_one_canonical_row(settings: Setting
               "SELECT device_id, time, lat, lon, speed_kmh, heading_deg, event, rfid, weight_kg, extra, profile"
               " FROM telemetry")[0]
     assert row[0] == "T1"
-    assert row[1] == datetime.fromisoformat(payload["ts"])
+    assert row[1] == datetime.fromisoformat(str(payload["ts"]))
     assert row[2:9] == (41.387, 2.17, 23.5, 270.0, "bin_lift", "E200341201", 11.2)
     assert row[9] == {"ignition": True}
     assert row[10] == "truck"

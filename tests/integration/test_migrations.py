@@ -52,7 +52,7 @@ def _partitions(url: str) -> set[str]:
 
 
 def test_partitions_cover_the_accepted_window_and_expire(database_url: str) -> None:
-    settings = Settings(max_past_s=2 * 86400, partitions_ahead_days=3, retention_days=30, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(max_past_s=2 * 86400, partitions_ahead_days=3, retention_days=30, _env_file=None)
     today = date(2027, 3, 10)
     with psycopg.connect(database_url, autocommit=True) as conn:
         maintain_partitions(conn, settings, today)

@@ -10,9 +10,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
+from typing import cast
 
 from gateway.devices import Device
 from gateway.events import Finding
+from gateway.rules.threshold import ThresholdRule
 from gateway.settings import Settings
 from gateway.store.cases import apply_findings
 from gateway.store.devices import upsert_devices
@@ -115,10 +117,13 @@ def test_rule_files_reload_and_a_bad_edit_is_refused(settings: Settings, tmp_pat
         containers = rules_dir / "containers.yaml"
         text = containers.read_text()
         containers.write_text(text.replace("condition: fill_pct >= 80.0", "condition: fill_pct >= 30.0"))
-        wait_until(lambda: gateway.rules.by_id["container-full"].condition.source == "fill_pct >= 30.0")
+        def condition() -> str:
+            return cast(ThresholdRule, gateway.rules.by_id["container-full"]).condition.source
+
+        wait_until(lambda: condition() == "fill_pct >= 30.0")
         containers.write_text(text.replace("condition: fill_pct >= 80.0", "condition: fill_pct >="))
         time.sleep(1.0)  # refused: the running rules stay
-        assert gateway.rules.by_id["container-full"].condition.source == "fill_pct >= 30.0"
+        assert condition() == "fill_pct >= 30.0"
         publish(settings.mqtt_url, [container(0, 40), container(30, 41)])
         wait_until(lambda: incidents(url))
     assert incidents(url)[0][:2] == ("container-full", "open")

@@ -18,7 +18,7 @@ import pytest
 from gateway.embedded.ports import free_port
 from gateway.embedded.postgres import Postgres
 from gateway.settings import Settings
-from tests.support import REPO, publish, scalar, sql, wait_until
+from tests.support import REPO, publish, publish_until, scalar, sql, wait_until
 
 MESSAGES = 20000  # several times the receive maximum, so the stop always lands mid-stream
 
@@ -52,13 +52,15 @@ def truck_message(index: int) -> tuple[str, str]:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_stop_mid_stream_then_restart_loses_and_duplicates_nothing(settings: Settings, signum: int) -> None:
     url = settings.database_url
-    count = lambda: scalar(url, "SELECT count(*) FROM telemetry")  # noqa: E731
+
+    def count() -> int:
+        return int(scalar(url, "SELECT count(*) FROM telemetry"))
+
     api_port = free_port()
     process = serve(settings, api_port)
     try:
         # Until the gateway has subscribed, messages go nowhere: repeat one (idempotent) until it is stored.
-        wait_until(lambda: publish(settings.mqtt_url, [truck_message(-1)]) or count() == 1, timeout_s=30,
-                   interval_s=0.3)
+        publish_until(settings.mqtt_url, [truck_message(-1)], lambda: count() == 1)
         stream = [truck_message(i) for i in range(MESSAGES)]
         publisher = threading.Thread(target=publish, args=(settings.mqtt_url, stream))
         publisher.start()
@@ -102,8 +104,7 @@ def test_sigkill_keeps_rule_state_and_makes_no_duplicate_incident(settings: Sett
     api_port = free_port()
     process = serve(settings, api_port)
     try:
-        wait_until(lambda: publish(settings.mqtt_url, [tilted(0)]) or
-                   scalar(url, "SELECT count(*) FROM telemetry") == 1, timeout_s=30, interval_s=0.3)
+        publish_until(settings.mqtt_url, [tilted(0)], lambda: scalar(url, "SELECT count(*) FROM telemetry") == 1)
         publish(settings.mqtt_url, [tilted(4)])
         wait_until(lambda: scalar(url, "SELECT count(*) FROM telemetry") == 2)
         assert scalar(url, "SELECT count(*) FROM rule_state WHERE rule_id = 'container-tilted'") == 1
@@ -126,13 +127,15 @@ def test_sigterm_with_the_database_gone_exits_within_the_grace_non_zero_and_lose
     """The database stops mid-stream; SIGTERM then ends `serve` within its grace, with exit status 1 and
     what it held unacknowledged; once the database is back, a new `serve` stores every message."""
     url = settings.database_url
-    count = lambda: scalar(url, "SELECT count(*) FROM telemetry")  # noqa: E731
+
+    def count() -> int:
+        return int(scalar(url, "SELECT count(*) FROM telemetry"))
+
     api_port = free_port()
     grace_s = 3.0
     process = serve(settings, api_port, WASTEGATE_SHUTDOWN_GRACE_S=str(grace_s))
     try:
-        wait_until(lambda: publish(settings.mqtt_url, [truck_message(-1)]) or count() == 1, timeout_s=30,
-                   interval_s=0.3)
+        publish_until(settings.mqtt_url, [truck_message(-1)], lambda: count() == 1)
         postgres.stop("fast")
         try:
             publish(settings.mqtt_url, [truck_message(i) for i in range(500)])

@@ -1,4 +1,4 @@
-"""Every shipped profile's golden test cases (see gateway/profiles/testcases.py for the format)."""
+"""Every shipped profile's golden test cases (see gateway/ingest/testcases.py for the format)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.ingest.testcases import discover, run_case
 from gateway.profiles.loader import load_profiles
-from gateway.profiles.testcases import discover, run_case
 from tests.support import REPO
 
 PROFILES_DIR = REPO / "device_profiles"

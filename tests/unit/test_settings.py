@@ -10,7 +10,7 @@ def test_environment_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WASTEGATE_MQTT_URL", "mqtts://gw:s%40cret@broker.city:8884")
     monkeypatch.setenv("WASTEGATE_API_PORT", "9000")
     monkeypatch.setenv("WASTEGATE_MQTT_EXTRA_SUBSCRIPTIONS", "bins/#, legacy/+/x")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.api_port == 9000
     assert settings.mqtt_extra_subscriptions == ["bins/#", "legacy/+/x"]
     address = BrokerAddress.parse(settings.mqtt_url)

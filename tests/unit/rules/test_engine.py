@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gateway.devices import DeviceDirectory
 from gateway.rules.engine import RuleEngine
@@ -11,7 +12,10 @@ FULL = {"kind": "threshold", "condition": "fill_pct >= 80.0", "clear": "fill_pct
         "applies_to": {"kinds": ["container"]}}
 
 
-def engine(*rules: object, devices: DeviceDirectory | None = None, stored: list | None = None) -> RuleEngine:
+Stored = list[tuple[str, str, dict[str, Any]]]
+
+
+def engine(*rules: object, devices: DeviceDirectory | None = None, stored: Stored | None = None) -> RuleEngine:
     directory = devices or DeviceDirectory([device("D1"), device("D2"), device("T1", kind="truck")])
     return RuleEngine(RuleSet(tuple(rules), ()), directory, {"p": 600.0}, stored or [])  # type: ignore[arg-type]
 
@@ -21,7 +25,8 @@ def test_readings_are_evaluated_in_device_time_order_per_device() -> None:
     # delivered out of order within a batch: 90 at 08:02 then 10 at 08:01
     result = e.evaluate([reading(120, fill_pct=90), reading(60, fill_pct=10)], T0)
     assert [f.action for f in result.findings] == ["open"]
-    assert result.states[("r1", "D1")]["t"] == reading(120).time.timestamp()
+    stored = result.states[("r1", "D1")]
+    assert stored is not None and stored["t"] == reading(120).time.timestamp()
 
 
 def test_a_late_reading_is_not_evaluated() -> None:
@@ -29,7 +34,8 @@ def test_a_late_reading_is_not_evaluated() -> None:
     e.evaluate([reading(120, fill_pct=90)], T0)
     late = e.evaluate([reading(60, fill_pct=10)], T0)  # older than what was evaluated: would resolve
     assert late.findings == [] and late.states == {}
-    assert e.states[("r1", "D1")]["active"]
+    state = e.states[("r1", "D1")]
+    assert state is not None and state["active"]
 
 
 def test_rules_apply_only_to_their_devices() -> None:
@@ -43,7 +49,7 @@ def test_state_survives_a_restart_through_what_is_stored() -> None:
     first = engine(pending)
     saved = first.evaluate([reading(0, fill_pct=90), reading(540, fill_pct=90)], T0)  # 9 of 10 minutes
     assert saved.findings == []
-    stored = [(rule_id, device_id, state) for (rule_id, device_id), state in saved.states.items()]
+    stored = [(rule_id, device_id, state) for (rule_id, device_id), state in saved.states.items() if state]
     restarted = engine(pending, stored=stored)
     after = restarted.evaluate([reading(600, fill_pct=90)], T0)  # one more minute, not ten
     assert [f.action for f in after.findings] == ["open"]

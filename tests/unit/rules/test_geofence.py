@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 from shapely.geometry import box
 
+from gateway.events import Reading
 from gateway.rules.zones import Zone
 from tests.unit.rules.helpers import actions, device, reading, rule, run
 
@@ -15,11 +18,11 @@ ZONES = {"areas": [
 IN_A, IN_B, OUT = (2.005, 41.005), (2.015, 41.005), (2.03, 41.005)
 
 
-def at(seconds: float, where: tuple[float, float], **fields: object) -> object:
+def at(seconds: float, where: tuple[float, float], **fields: Any) -> Reading:
     return reading(seconds, lon=where[0], lat=where[1], **fields)
 
 
-def geofence(**config: object) -> object:
+def geofence(**config: Any) -> Any:
     return rule(ZONES, kind="geofence", zones={"layers": ["areas"]}, **config)
 
 

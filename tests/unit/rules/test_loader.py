@@ -73,3 +73,13 @@ def test_the_signature_changes_when_a_file_changes(tmp_path: Path) -> None:
     before = files_signature(tmp_path)
     path.write_text(GOOD + "\n\n")
     assert files_signature(tmp_path) != before
+
+
+def test_the_kinds_come_from_the_one_registry() -> None:
+    from typing import get_args
+
+    from gateway.rules import KIND_CONFIGS, KINDS, RuleConfig
+
+    union = get_args(get_args(RuleConfig)[0])
+    assert set(union) == set(KIND_CONFIGS)  # the union and the list are the same registry
+    assert {"threshold", "geofence", "absence", "collection"} <= KINDS and len(KINDS) == len(KIND_CONFIGS)
