@@ -30,7 +30,7 @@ class ConditionError(ValueError):
 # answer is Python's, so it is given without crossing into CEL (a fifth of the cost); any other value
 # (an integer, a string) goes to CEL, which decides as it always did.
 _SIMPLE = re.compile(r"\s*([A-Za-z_]\w*)\s*(>=|<=|==|!=|>|<)\s*(-?(?:\d*\.\d+(?:[eE][+-]?\d+)?)|true|false)\s*")
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
 }
 
@@ -72,7 +72,7 @@ class Condition:
             if value is None:
                 return None
             if type(value) is self._literal_type and value == value:  # CEL does not order a NaN: below
-                return self._operator(value, self._literal)
+                return bool(self._operator(value, self._literal))
         # Only the variables the expression uses cross into CEL: converting the whole context (the
         # device's attributes, `extra`…) on every call cost more than the evaluation itself.
         activation = {}

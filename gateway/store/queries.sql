@@ -471,11 +471,9 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(text)s::text IS NULL OR title ILIKE '%%' || %(text)s::text || '%%' OR address ILIKE '%%' || %(text)s::text || '%%')
   -- a district: its outline's polygons (PostgreSQL's own geometric types; lon as x, lat as y)
   AND (%(district)s::polygon[] IS NULL OR (lat IS NOT NULL AND point(lon, lat) <@ ANY(%(district)s::polygon[])))
-ORDER BY
-    CASE WHEN %(sort)s = 'oldest' THEN id END ASC,
-    CASE WHEN %(sort)s = 'severity' THEN array_position(ARRAY['critical', 'major', 'minor', 'info'], severity) END ASC,
-    CASE WHEN %(sort)s = 'activity' THEN updated_at END DESC,
-    id DESC
+-- ORDER_BY is one of a fixed set of orders the caller substitutes (gateway/console/pages/incidents.py):
+-- a plain `id DESC` for the default lets PostgreSQL walk the primary key and stop after a page.
+ORDER BY ORDER_BY
 LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: console_incident_counts

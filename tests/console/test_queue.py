@@ -40,7 +40,10 @@ def test_filters_sort_counts_and_paging(console: Console) -> None:
     all_ids = [int(r[0]) for r in sql(url, "SELECT id FROM incidents ORDER BY id")]
     full, fire, broken = all_ids[:3]
     with closing(signed_in(console, "vera")) as client:
-        get = lambda **params: client.get("/console/incidents", params=params).text  # noqa: E731
+
+        def get(**params: str | int) -> str:
+            return client.get("/console/incidents", params=params).text
+
         assert fire in ids(get(service_code="container_fire")) and len(ids(get(service_code="container_fire"))) == 1
         assert ids(get(status="resolved")) == [broken]
         assert broken not in ids(get())  # by default: what is not resolved

@@ -36,6 +36,9 @@ MAX_ID = 2**53
 STATUSES = ("open", "acknowledged", "assigned", "in_progress", "resolved", "closed")
 SOURCES = ("citizen", "staff", "partner", "device_rule")
 SORTS = ("newest", "oldest", "severity", "activity")
+# The queue's orders, substituted into its query (only these strings ever are).
+ORDERS = {"newest": "id DESC", "oldest": "id ASC", "activity": "updated_at DESC, id DESC",
+          "severity": "array_position(ARRAY['critical', 'major', 'minor', 'info'], severity), id DESC"}
 AGES = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 PAGE_SIZE = 50
 # The reading field that tells the story of a device incident, by service.
@@ -66,10 +69,10 @@ async def queue(
     statuses = list(OPEN_STATUSES) if status == "open_any" else [status] if status else None
     params = {"status": statuses, "service_code": service_code or None, "source": source or None,
               "assignee": assignee or None, "created_from": api.clock() - AGES[age] if age else None,
-              "text": text or None, "district": districts[district] if district else None, "sort": sort,
+              "text": text or None, "district": districts[district] if district else None,
               "limit": PAGE_SIZE + 1, "offset": (page - 1) * PAGE_SIZE}
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("console_incidents"), params)
+        await cur.execute(query("console_incidents").replace("ORDER_BY", ORDERS[sort]), params)
         rows = await cur.fetchall()
         await cur.execute(query("console_incident_counts"))
         counts = {row["status"]: row["n"] for row in await cur.fetchall()}
