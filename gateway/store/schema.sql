@@ -241,3 +241,29 @@ CREATE TABLE console_sessions (
     expires_at   timestamptz NOT NULL
 );
 CREATE INDEX console_sessions_user_idx ON console_sessions (user_id);
+
+-- The count of incidents per status, kept by a trigger: the console's queue shows it on every page.
+CREATE TABLE incident_status_counts (
+    status  text PRIMARY KEY,
+    n       bigint NOT NULL
+);
+
+CREATE FUNCTION wastegate_count_incident_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        UPDATE incident_status_counts SET n = n - 1 WHERE status = OLD.status;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO incident_status_counts (status, n) VALUES (NEW.status, 1)
+        ON CONFLICT (status) DO UPDATE SET n = incident_status_counts.n + 1;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER incidents_count_insert_delete AFTER INSERT OR DELETE ON incidents
+    FOR EACH ROW EXECUTE FUNCTION wastegate_count_incident_status();
+CREATE TRIGGER incidents_count_status_change AFTER UPDATE OF status ON incidents
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION wastegate_count_incident_status();
+
+CREATE INDEX incidents_open_id_idx ON incidents (id) WHERE status NOT IN ('resolved', 'closed');

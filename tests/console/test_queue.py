@@ -74,3 +74,18 @@ def test_a_report_taken_by_phone(console: Console) -> None:
     assert scalar(url, "SELECT reporter->>'taken_by' FROM incidents") == "olga"
     with closing(signed_in(console, "vera")) as viewer:
         assert "600000000" not in viewer.get(made.headers["location"]).text  # not for a viewer
+
+
+def test_the_counts_per_status_follow_every_change(console: Console) -> None:
+    url = console.settings.database_url
+    now = console.gateway.clock()
+    for n in range(5):
+        sql(url, "INSERT INTO incidents (source, service_code, title, first_seen_at, last_seen_at) "
+                 "VALUES ('citizen', 'container_full', %s, %s, %s)", (f"r{n}", now, now))
+    sql(url, "UPDATE incidents SET status = 'resolved' WHERE title IN ('r0', 'r1')")
+    sql(url, "UPDATE incidents SET status = 'closed' WHERE title = 'r1'")
+    sql(url, "UPDATE incidents SET severity = 'major' WHERE title = 'r2'")  # not a status change
+    sql(url, "DELETE FROM incidents WHERE title = 'r3'")
+    kept = dict(sql(url, "SELECT status, n FROM incident_status_counts WHERE n > 0"))
+    counted = dict(sql(url, "SELECT status, count(*) FROM incidents GROUP BY status"))
+    assert kept == counted == {"open": 2, "resolved": 1, "closed": 1}
