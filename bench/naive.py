@@ -1,6 +1,8 @@
-"""The pipeline a city would otherwise write, in its own process: `python -m bench.naive MQTT_URL DB_URL N`.
+"""The pipeline a city would otherwise write, in its own process:
+`python -m bench.naive MQTT_URL DB_URL N prepare|drain [RULES_DIR]`.
 
-paho callback → json.loads → one INSERT per message (autocommit) → a loop over every zone per position.
+paho callback → json.loads → one INSERT per message (autocommit) → a loop over every zone of RULES_DIR/zones
+per position.
 `prepare` makes its persistent session; `drain` then takes the backlog and prints when the N-th message was
 stored."""
 
@@ -16,7 +18,6 @@ import paho.mqtt.client as paho
 import psycopg
 import shapely
 
-from bench.zones import generated_zones
 from gateway.rules.zones import load_zones
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,8 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     url, database_url, count, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    zones = [z.geometry for layer in load_zones(REPO / "rules" / "zones").values() for z in layer]
-    zones += generated_zones(1000)
+    rules_dir = Path(sys.argv[5]) if len(sys.argv) > 5 else REPO / "rules"
+    zones = [z.geometry for layer in load_zones(rules_dir / "zones").values() for z in layer]
     conn = psycopg.connect(database_url, autocommit=True)
     conn.execute("CREATE TABLE IF NOT EXISTS naive_telemetry (topic text, device_time text, payload jsonb, "
                  "inside integer)")

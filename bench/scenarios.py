@@ -113,10 +113,12 @@ def limit(url: str, items_file: Path, count: int) -> dict[str, Any]:
 
 
 def serve(settings_env: dict[str, str], client_id: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings_env, "WASTEGATE_MQTT_CLIENT_ID": client_id, "WASTEGATE_API_ENABLED": "false",
-           "WASTEGATE_DEVICE_RATE_LIMIT_PER_S": "0", "WASTEGATE_BATCH_MAX_SIZE": "1000",
+    """A gateway as shipped (the device limit on), with the rules of `WASTEGATE_RULES_DIR` (the benchmark's
+    rules directory: the shipped rules and the visit layer)."""
+    env = {**os.environ, "WASTEGATE_API_ENABLED": "false", "WASTEGATE_BATCH_MAX_SIZE": "1000",
            "WASTEGATE_PROFILES_DIR": str(REPO / "device_profiles"), "WASTEGATE_RULES_DIR": str(REPO / "rules"),
-           "WASTEGATE_SERVICES_FILE": str(REPO / "services.yaml")}
+           "WASTEGATE_SERVICES_FILE": str(REPO / "services.yaml"), **settings_env,
+           "WASTEGATE_MQTT_CLIENT_ID": client_id}
     return subprocess.Popen([PYTHON, "-m", "gateway.cli", "serve"], cwd=REPO, env=env)
 
 
@@ -177,11 +179,11 @@ def end_to_end(url: str, database_url: str, items_file: Path, count: int, env: d
             "replicas": replicas}
 
 
-def naive(url: str, database_url: str, items_file: Path, count: int) -> dict[str, Any]:
-    """The naive pipeline draining the same kind of backlog."""
+def naive(url: str, database_url: str, items_file: Path, count: int, rules_dir: Path) -> dict[str, Any]:
+    """The naive pipeline draining the same kind of backlog, its loop over the zones of `rules_dir`."""
     def naive_process(mode: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([PYTHON, "-m", "bench.naive", url, database_url, str(count), mode], cwd=REPO,
-                                stdout=subprocess.PIPE, text=True)
+        return subprocess.Popen([PYTHON, "-m", "bench.naive", url, database_url, str(count), mode, str(rules_dir)],
+                                cwd=REPO, stdout=subprocess.PIPE, text=True)
 
     prepare = naive_process("prepare")
     prepare.communicate(timeout=60)

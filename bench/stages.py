@@ -20,26 +20,31 @@ from gateway.devices import DeviceDirectory
 from gateway.events import AckToken, Batch, RawMessage
 from gateway.ingest import IngestLimits, Ingestor
 from gateway.ingest.frame_counters import FrameCounters
+from gateway.ingest.rate_limit import DeviceRateLimiter
 from gateway.profiles.loader import load_profiles
 from gateway.rules.engine import RuleEngine
 from gateway.rules.loader import load_rules
+from gateway.settings import Settings
 from gateway.store.batch import commit_batch
 from gateway.store.pool import open_pool
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-async def _measure(database_url: str, count: int, batch_size: int) -> dict[str, Any]:
+async def _measure(database_url: str, rules_dir: Path, count: int, batch_size: int) -> dict[str, Any]:
     profiles = load_profiles(REPO / "device_profiles")
-    rules = load_rules(REPO / "rules", load_service_codes(REPO / "services.yaml"))
+    rules = load_rules(rules_dir, load_service_codes(REPO / "services.yaml"))
     directory = DeviceDirectory(devices())
+    settings = Settings(_env_file=None)  # the shipped defaults, the device limit on
     ingestor = Ingestor(profiles, directory, lambda: datetime.now(UTC),
-                        IngestLimits(65536, timedelta(days=1), timedelta(days=35)), FrameCounters())
+                        IngestLimits(65536, timedelta(days=1), timedelta(days=35)), FrameCounters(),
+                        DeviceRateLimiter(settings.device_rate_limit_per_s, settings.device_rate_window_s))
     engine = RuleEngine(rules, directory, {p.name: p.config.defaults.expected_interval_s for p in profiles.profiles})
     received = datetime.now(UTC)
     raw = [RawMessage(topic, payload, received, AckToken(1, i % 65535 + 1, 1))
            for i, (topic, payload) in enumerate(messages(count, seed=4))]
     decode = rules_s = commit_wall = commit_cpu = 0.0
+    findings = rejected = 0
     pool = await open_pool(database_url)
     try:
         for start in range(0, count, batch_size):
@@ -54,6 +59,8 @@ async def _measure(database_url: str, count: int, batch_size: int) -> dict[str, 
                                            found.findings, found.states))
             commit_cpu += time.process_time() - cpu
             commit_wall += time.perf_counter() - t2
+            findings += len(found.findings)
+            rejected += len(result.rejections)
             decode += t1 - t0
             rules_s += t2 - t1
     finally:
@@ -65,9 +72,10 @@ async def _measure(database_url: str, count: int, batch_size: int) -> dict[str, 
     figures = {"decode_us": per_message(decode), "rules_us": per_message(rules_s),
                "commit_cpu_us": per_message(commit_cpu), "commit_wall_us": per_message(commit_wall)}
     figures["gateway_python_us"] = round(figures["decode_us"] + figures["rules_us"] + figures["commit_cpu_us"], 1)
-    return {"messages": count, **figures}
+    return {"messages": count, **figures, "findings": findings, "rejected": rejected}
 
 
-def stage_costs(database_url: str, count: int = 20_000, batch_size: int = 1000) -> dict[str, Any]:
-    """Microseconds per message in each stage, over the benchmark's mixed traffic, into `database_url`."""
-    return asyncio.run(_measure(database_url, count, batch_size))
+def stage_costs(database_url: str, rules_dir: Path, count: int = 20_000, batch_size: int = 1000) -> dict[str, Any]:
+    """Microseconds per message in each stage, over the benchmark's traffic and the rules in `rules_dir`,
+    into `database_url`."""
+    return asyncio.run(_measure(database_url, rules_dir, count, batch_size))

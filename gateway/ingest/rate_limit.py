@@ -40,7 +40,12 @@ class DeviceRateLimiter:
                 self._forget_quiet()
             self._windows[device_id] = [window, 1]
             return True
-        for i in range(0, len(tracked), 2):
+        if tracked[0] == window:  # the device's latest window: the common case, without the loop below
+            if tracked[1] >= self.per_window:
+                return False
+            tracked[1] += 1
+            return True
+        for i in range(2, len(tracked), 2):
             if tracked[i] == window:
                 if tracked[i + 1] >= self.per_window:
                     return False

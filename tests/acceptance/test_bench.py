@@ -19,7 +19,11 @@ def test_every_scenario_runs_and_writes_its_figures(tmp_path: Path) -> None:
     assert figures["end_to_end"]["messages"] == 3000 and figures["scale_out_2"]["replicas"] == 2
     assert figures["latency"]["incidents"] == 200  # every fire became an incident
     assert [r["devices"] for r in figures["rss"]] == [1000, 10_000, 100_000]
-    assert set(written["targets"]) >= {"e2e_to_limit_ratio >= 0.6", "rss <= 300 MB at 100000 devices"}
+    assert set(written["targets"]) >= {"e2e_to_limit_ratio >= 0.65", "rss <= 300 MB at 100000 devices"}
     stages = figures["stages"]
     assert stages["messages"] == 3000 and all(stages[k] > 0 for k in ("decode_us", "rules_us", "commit_cpu_us"))
     assert 0 < written["summary"]["limit_ratio_the_stages_allow"] < 1
+    console = figures["console"]
+    if "skipped" not in console:  # Chromium installed: the console scenario ran, in the same run
+        assert console["truck_positions_drawn"] > 0 and console["first_render_ms"] > 0
+        assert {"staleness p95 <= 2000 ms", "queue p95 <= 200 ms", "year chart p95 <= 300 ms"} == set(console["goals"])
