@@ -15,6 +15,7 @@ from types import MappingProxyType
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -63,6 +64,13 @@ def sign_in(driver: WebDriver, console: Console, name: str, password: str | None
     driver.find_element(By.ID, "name").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password or USERS[name][1])
     driver.find_element(By.ID, "signin").click()
+
+
+def wait_for_status(driver: WebDriver, status: str) -> None:
+    """Until the incident page shows `status`: the page is replaced after each form, so an element read
+    from the one before may be gone by the time it is asked for its attribute."""
+    WebDriverWait(driver, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        lambda d: d.find_element(By.ID, "incident").get_attribute("data-status") == status)
 
 
 def truck_at(seconds: int, lat: float, lon: float, base: datetime = NOW) -> tuple[str, str]:
@@ -122,12 +130,10 @@ def test_the_map_is_live_and_an_incident_is_worked_from_it_to_open311(console: C
     screenshot(browser, "incident")
     browser.find_element(By.ID, "assignee-input").send_keys("fire-brigade-liaison")
     browser.find_element(By.ID, "action-assign").click()
-    WebDriverWait(browser, 15).until(lambda d: d.find_element(By.ID, "incident").get_attribute("data-status")
-                                     == "assigned")
+    wait_for_status(browser, "assigned")
     # A transition the workflow refuses is a message on the page, not an error page.
     browser.find_element(By.ID, "action-resolve").click()
-    WebDriverWait(browser, 15).until(lambda d: d.find_element(By.ID, "incident").get_attribute("data-status")
-                                     == "resolved")
+    wait_for_status(browser, "resolved")
     reopen_form_actions = [b.get_attribute("id") for b in browser.find_elements(By.CSS_SELECTOR, "#actions button")]
     assert "action-reopen" in reopen_form_actions and "action-resolve" not in reopen_form_actions
     screenshot(browser, "incident-resolved")
@@ -153,8 +159,7 @@ def test_a_refused_transition_is_a_message_on_the_page(console: Console, browser
     WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "map")))
     browser.get(f"{console.url}/console/incidents/{incident_id}")
     browser.find_element(By.ID, "action-close").click()
-    WebDriverWait(browser, 15).until(lambda d: d.find_element(By.ID, "incident").get_attribute("data-status")
-                                     == "closed")
+    wait_for_status(browser, "closed")
     # Another tab closed it meanwhile: this page still offers "acknowledge", which no longer applies.
     browser.get(f"{console.url}/console/incidents/{incident_id}")
     browser.execute_script(
