@@ -95,6 +95,7 @@ def test_a_viewer_cannot_act_and_sees_no_reporter(console: Console) -> None:
 def test_bad_input_on_a_console_page_is_a_message_and_a_4xx(console: Console) -> None:
     with closing(signed_in(console, "olga")) as client:
         for path in ("/console/incidents?status=nonsense", "/console/incidents?page=0",
+                     "/console/live?after=" + "9" * 30,
                      "/console/incidents/99999999999999999999", "/console/incidents/123"):
             answer = client.get(path)
             assert 400 <= answer.status_code < 500 and 'id="error-message"' in answer.text, path

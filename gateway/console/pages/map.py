@@ -9,9 +9,9 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -56,7 +56,8 @@ async def map_data(request: Request, user: Page) -> JSONResponse:
 
 
 @router.get("/live")
-async def live(request: Request, user: Page, after: int | None = None) -> StreamingResponse:
+async def live(request: Request, user: Page,
+               after: Annotated[int | None, Query(ge=0, le=2**62)] = None) -> StreamingResponse:
     api = context_of(request)
     stopping: asyncio.Event = request.app.state.console_stopping
 
