@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gateway.lab.cli import backtest_command
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -157,6 +158,9 @@ def rules_check(
     typer.echo(f"{len(outcomes)} rule test cases, {failed} failed")
     if failed:
         raise typer.Exit(1)
+
+
+rules_app.command("backtest")(backtest_command)
 
 
 @profiles_app.command("check")

@@ -1,5 +1,6 @@
 """`absence`: a device silent longer than it should be. Checked by the engine's periodic sweep against the
-injected clock; resolved by the device's next reading.
+injected clock; the incident is dated when the silence went beyond what is allowed; resolved by the
+device's next reading.
 
 The expected interval is the device's `expected_interval_s` attribute, else its profile's default;
 silence beyond `missed_reports` intervals (or a fixed `after`) opens the incident.
@@ -8,7 +9,7 @@ silence beyond `missed_reports` intervals (or a fixed `after`) opens the inciden
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field
@@ -92,8 +93,11 @@ class AbsenceRule(RuleBase):
             return Outcome(state)
         context = {"device": device, "device_id": device.get("id"), "silent_for": _human(silent_s),
                    "last_seen": last_seen.isoformat()}
+        # The incident begins when the silence went beyond what is allowed, not when a sweep noticed: the
+        # same history gives the same opening whatever the sweeps' timing (the rule lab relies on it).
+        began = last_seen + timedelta(seconds=allowed)
         return Outcome({**(state or {}), "active": True}, [self.finding(
-            "open", str(device.get("id")), now, context,
+            "open", str(device.get("id")), began, context,
             data={"last_seen": last_seen.isoformat(), "silent_s": round(silent_s)})])
 
 

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.devices import Device, DeviceDirectory
 from gateway.events import CANONICAL_FIELDS, Reading
@@ -67,6 +67,8 @@ class RuleCase(BaseModel):
 
     rule: str
     description: str = ""
+    # The time `at` and `sweep` count from (with its UTC offset); by default a Monday, 06:00 UTC.
+    start: AwareDatetime | None = None
     device: CaseDevice
     steps: list[Step]
 
@@ -98,15 +100,16 @@ def run_case(path: Path, rules: RuleSet) -> RuleCaseOutcome:
                     MappingProxyType(spec.attributes))
     engine = RuleEngine(RuleSet((rule,), ()), DeviceDirectory([device]), {spec.profile: spec.expected_interval_s})
     problems = []
+    start = case.start or START
     for number, step in enumerate(case.steps, 1):
         if step.reading is not None and step.at is not None:
-            time = START + step.at
+            time = start + step.at
             values = {k: v for k, v in step.reading.items() if k in CANONICAL_FIELDS}
             extra = {k: v for k, v in step.reading.items() if k not in CANONICAL_FIELDS}
             reading = Reading(spec.id, time, time, b"case", spec.profile, extra=MappingProxyType(extra), **values)
             findings = engine.evaluate([reading], time).findings
         elif step.sweep is not None:
-            findings = engine.sweep(START + step.sweep).findings
+            findings = engine.sweep(start + step.sweep).findings
         else:
             problems.append(f"step {number}: give `at` with a `reading`, or `sweep`")
             continue

@@ -1,8 +1,12 @@
-"""A capture of MQTT messages as a source: one JSON object per line, `{"topic": …, "payload": "…text…"}`
-or `{"topic": …, "payload_b64": "…"}`, with an optional `received_at` (ISO 8601; else the time read).
+"""History as a source.
 
-For tests, backfills and benchmarks: the same pipeline runs on a file instead of a broker. There is no
-one to acknowledge to; `acked` counts what was committed, and `exhausted` tells the file has been read.
+- A capture of MQTT messages: one JSON object per line, `{"topic": …, "payload": "…text…"}` or
+  `{"topic": …, "payload_b64": "…"}`, with an optional `received_at` (ISO 8601; else the time read). For
+  tests, backfills and benchmarks the same pipeline runs on a file instead of a broker (`ReplaySource`:
+  there is no one to acknowledge to; `acked` counts what was committed, `exhausted` tells the file has
+  been read); the rule lab decodes one through the decode stage.
+- Stored telemetry (`StoredTelemetry`): a range of the `telemetry` table, streamed in device-time order,
+  for the rule lab's backtests.
 """
 
 from __future__ import annotations
@@ -11,10 +15,16 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from gateway.events import RawMessage
+import psycopg
+
+from gateway.events import RawMessage, Reading
+from gateway.store.queries import query
+from gateway.store.telemetry import stored_readings
 
 
 class CaptureError(ValueError):
@@ -77,3 +87,78 @@ class ReplaySource:
 
     async def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """What part of the stored history to replay: a time range, and optionally devices, device kinds, or a
+    box (west, south, east, north) the devices were registered in or passed through. A device selected
+    is replayed whole over the range, so its rules see its full story."""
+
+    since: datetime
+    until: datetime
+    devices: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    bbox: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.since.tzinfo is None or self.until.tzinfo is None:
+            raise ValueError("give times with a UTC offset")
+        if self.until <= self.since:
+            raise ValueError(f"empty range: {self.since.isoformat()} is not before {self.until.isoformat()}")
+        if self.bbox is not None:
+            west, south, east, north = self.bbox
+            if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+                raise ValueError("a box is west,south,east,north in degrees, west < east and south < north")
+
+
+class StoredTelemetry:
+    """Stored readings as a stream, in device-time order, a day at a time (the partitions' size), through
+    a server-side cursor: memory is bounded by a fetch, not by the range. Reads only: it runs as well on
+    a read replica."""
+
+    def __init__(self, conn: psycopg.Connection[Any], history: HistoryFilter, stretch: timedelta = timedelta(days=1),
+                 fetch_size: int = 5000) -> None:
+        self.conn = conn
+        self.history = history
+        self.stretch = stretch
+        self.fetch_size = fetch_size
+        self.device_ids = self._selected_devices()
+
+    def _selected_devices(self) -> list[str] | None:
+        history = self.history
+        chosen: set[str] | None = set(history.devices) if history.devices else None
+        if history.kinds:
+            of_kinds = {row[0] for row in self.conn.execute(query("devices_of_kinds"), {"kinds": list(history.kinds)})}
+            chosen = of_kinds if chosen is None else chosen & of_kinds
+        if history.bbox is not None:
+            west, south, east, north = history.bbox
+            inside = {row[0] for row in self.conn.execute(query("devices_in_box"), {
+                "west": west, "south": south, "east": east, "north": north,
+                "since": history.since, "until": history.until})}
+            chosen = inside if chosen is None else chosen & inside
+        return sorted(chosen) if chosen is not None else None
+
+    def extent(self) -> tuple[datetime | None, datetime | None, int]:
+        """The first and last reading time of the range and how many devices reported (all devices)."""
+        row = self.conn.execute(query("history_extent"), {"since": self.history.since,
+                                                          "until": self.history.until}).fetchone()
+        return (row[0], row[1], int(row[2])) if row else (None, None, 0)
+
+    def __iter__(self) -> Iterator[Reading]:
+        if self.device_ids == []:
+            return
+        start = self.history.since
+        while start < self.history.until:
+            end = min(self.history.until, _next_boundary(start, self.stretch))
+            yield from stored_readings(self.conn, start, end, self.device_ids, self.fetch_size)
+            start = end
+
+
+def _next_boundary(start: datetime, stretch: timedelta) -> datetime:
+    """The next multiple of `stretch` after `start` since the epoch (UTC days for the default: one
+    partition per query)."""
+    step = stretch.total_seconds()
+    t = start.timestamp()
+    return datetime.fromtimestamp((t // step + 1) * step, UTC)
+

@@ -575,3 +575,47 @@ WITH days AS (
 SELECT days.day, coalesce(lifted.n, 0) AS lifted, coalesce(missed.n, 0) AS missed
 FROM days LEFT JOIN lifted USING (day) LEFT JOIN missed USING (day)
 ORDER BY 1;
+
+-- name: stored_readings
+-- One stretch of history for the rule lab, in device-time order (ties by device, then message): the
+-- columns in the order of a Reading's fields. Read through a server-side cursor, a stretch at a time.
+SELECT device_id, time, received_at, message_key, profile, lat, lon, speed_kmh, heading_deg, fill_pct,
+       distance_mm, temperature_c, battery_pct, battery_v, tilted, weight_kg, rfid, event, extra
+FROM telemetry
+WHERE time >= %(since)s AND time < %(until)s
+  AND (%(device_ids)s::text[] IS NULL OR device_id = ANY(%(device_ids)s::text[]))
+ORDER BY time, device_id, message_key;
+
+-- name: devices_of_kinds
+SELECT device_id FROM devices WHERE kind = ANY(%(kinds)s::text[]) ORDER BY device_id;
+
+-- name: devices_in_box
+-- Devices registered inside the box, or with a position inside it during the range.
+SELECT device_id FROM devices
+WHERE lat BETWEEN %(south)s AND %(north)s AND lon BETWEEN %(west)s AND %(east)s
+UNION
+SELECT DISTINCT device_id FROM telemetry
+WHERE time >= %(since)s AND time < %(until)s
+  AND lat BETWEEN %(south)s AND %(north)s AND lon BETWEEN %(west)s AND %(east)s
+ORDER BY device_id;
+
+-- name: history_extent
+SELECT min(time), max(time), count(DISTINCT device_id) FROM telemetry
+WHERE time >= %(since)s AND time < %(until)s;
+
+-- name: latest_telemetry_time
+SELECT max(time) FROM telemetry;
+
+-- name: rule_incidents_in_range
+-- The incidents rules opened in a range, or opened before it and still open at its start, for the rule
+-- lab's comparison with what the store holds; `closed_by_staff` when a person, not the rule, ended it.
+SELECT i.id, i.rule_id, i.subject, i.service_code, i.severity, i.title, i.first_seen_at, i.resolved_at,
+       i.occurrences, i.device_id, i.lat, i.lon,
+       i.status IN ('resolved', 'closed') AND NOT EXISTS (
+           SELECT 1 FROM incident_events e
+           WHERE e.incident_id = i.id AND e.kind = 'status' AND e.to_status = 'resolved' AND e.actor LIKE 'rule:%%'
+       ) AS closed_by_staff
+FROM incidents i
+WHERE i.source = 'device_rule' AND i.rule_id = ANY(%(rule_ids)s::text[]) AND i.first_seen_at < %(until)s
+  AND (i.first_seen_at >= %(since)s OR i.resolved_at IS NULL OR i.resolved_at >= %(since)s)
+ORDER BY i.first_seen_at, i.id;

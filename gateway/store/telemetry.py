@@ -1,9 +1,11 @@
-"""Telemetry rows: COPY (binary) into the per-connection staging table, then an idempotent INSERT."""
+"""Telemetry rows: COPY (binary) into the per-connection staging table, then an idempotent INSERT; and
+stretches of history read back in device-time order for the rule lab."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -13,7 +15,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from gateway.events import Reading
+from gateway.events import EMPTY, Reading
 from gateway.store.queries import query
 
 _COPY_TYPES = [
@@ -61,3 +63,20 @@ def latest_readings(conn: psycopg.Connection[Any], device_ids: Sequence[str] | N
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query("latest_readings"), {"device_ids": list(device_ids) if device_ids else None})
         return {row["device_id"]: reading_from_row(row) for row in cur.fetchall()}
+
+
+def stored_readings(conn: psycopg.Connection[Any], since: datetime, until: datetime,
+                    device_ids: Sequence[str] | None = None, fetch_size: int = 5000) -> Iterator[Reading]:
+    """The readings of [since, until) in device-time order, through a server-side cursor: memory holds one
+    fetch, whatever the range. Inside the caller's transaction (a server-side cursor needs one)."""
+    with conn.cursor(name="wastegate_stored_readings", binary=True) as cur:
+        cur.itersize = fetch_size
+        cur.execute(query("stored_readings"), {"since": since, "until": until,
+                                               "device_ids": list(device_ids) if device_ids is not None else None})
+        empty = EMPTY
+        while rows := cur.fetchmany(fetch_size):
+            for (device_id, time, received_at, key, profile, lat, lon, speed, heading, fill, distance, temperature,
+                 battery_pct, battery_v, tilted, weight, rfid, event, extra) in rows:
+                yield Reading(device_id, time, received_at, key, profile, lat, lon, speed, heading, fill, distance,
+                              temperature, battery_pct, battery_v, tilted, weight, rfid, event,
+                              MappingProxyType(extra) if extra else empty)
