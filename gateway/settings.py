@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     # (zones, devices and incidents are drawn all the same). Nothing is fetched unless this is set.
     map_tiles_url: str = ""
     map_tiles_attribution: str = ""
+    # The rule lab's backtests read history from here (e.g. a read replica); empty, the database itself.
+    lab_database_url: str = ""
     # Subscribers to incident changes (comma-separated URLs), and the secret their bodies are signed with.
     webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_secret: str = ""

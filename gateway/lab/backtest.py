@@ -219,21 +219,49 @@ def focus(rules: RuleSet, rule_id: str | None) -> RuleSet:
 # -- a whole backtest -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RuleSource:
+    """Where a rule set comes from, so that a worker process loads it again (rules hold compiled
+    conditions and zone trees, which do not travel between processes): a directory or a file (default:
+    the deployed rules), or a file's text (with `replacing`: in place of that deployed file)."""
+
+    deployed: Path
+    path: Path | None = None
+    text: str | None = None
+    shown_as: str = "rules.yaml"
+    replacing: str | None = None
+    rule_id: str | None = None
+    service_codes: frozenset[str] | None = None
+
+    def load(self) -> RuleSet:
+        if self.text is not None:
+            return load_rule_text(self.text, self.shown_as, self.deployed, self.service_codes, self.rule_id,
+                                  replacing=self.replacing)
+        return load_rule_set(self.path, self.deployed, self.service_codes, self.rule_id)
+
+    @property
+    def is_deployed(self) -> bool:
+        return self.text is None and (self.path is None or self.path.resolve() == self.deployed.resolve())
+
+
 @dataclass
 class BacktestPlan:
     """A backtest to run: a history, a rule set (and optionally a second one to compare with), whether to
-    compare with the incidents the store holds, and the replay's parameters."""
+    compare with the incidents the store holds, and the replay's parameters. `workers` > 1 splits the
+    devices into shares replayed by as many processes (each rule set's rules that are `per_device`), and
+    replays the other rules apart on just the readings they look at: the same incidents, sooner."""
 
     history: HistoryFilter
-    rules: RuleSet
+    rules: RuleSource
     rules_name: str = "rules"
-    compare: RuleSet | None = None
+    compare: RuleSource | None = None
     compare_name: str = "other"
     with_store: bool = False
     sweep_every: timedelta = timedelta(seconds=60)
     warmup: timedelta = timedelta(0)
     start_states: Sequence[tuple[str, str, Mapping[str, Any]]] = ()
     zone: tzinfo = UTC
+    workers: int = 1
 
 
 @dataclass
@@ -262,45 +290,62 @@ class BacktestReport:
 STORE = "store"
 
 
-def run_plan(conn: psycopg.Connection[Any], plan: BacktestPlan, profile_intervals: Mapping[str, float | None],
-             progress: Progress | None = None, readings: Iterable[Reading] | None = None) -> BacktestReport:
-    """Replays the plan's history (or the `readings` given, e.g. a capture's) through its rule sets, in one
-    pass, and compares. Reads from `conn` (the registry, the telemetry, the store's incidents), in a
-    read-only transaction: it can be a read replica's."""
-    history = plan.history
-    start = history.since - plan.warmup
+def _read_only(conn: psycopg.Connection[Any]) -> None:
     if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         conn.read_only = True
-    with conn.transaction():
+
+
+def run_plan(database_url: str, plan: BacktestPlan, profile_intervals: Mapping[str, float | None],
+             progress: Progress | None = None, readings: Iterable[Reading] | None = None) -> BacktestReport:
+    """Replays the plan's history (or the `readings` given, e.g. a capture's) through its rule sets and
+    compares. Reads only (the registry, the telemetry, the store's incidents), in read-only transactions:
+    the database can be a read replica."""
+    history = plan.history
+    start = history.since - plan.warmup
+    replayed = HistoryFilter(start, history.until, history.devices, history.kinds, history.bbox)
+    sets = {plan.rules_name: plan.rules.load()}
+    if plan.compare is not None:
+        sets[plan.compare_name] = plan.compare.load()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        _read_only(conn)
         devices = DeviceDirectory(devices_by_id(conn))
         if readings is None:
-            stored = StoredTelemetry(conn, HistoryFilter(start, history.until, history.devices, history.kinds,
-                                                         history.bbox))
-            if stored.device_ids == []:
-                raise BacktestError("no device matches the devices, kinds or box asked for")
-            first, _, _ = stored.extent()
-            if first is None:
-                raise BacktestError(f"no readings are stored between {start.isoformat()} and "
-                                    f"{history.until.isoformat()}{_extent_hint(conn)}")
-            readings = stored
-        runs = [Backtest(plan.rules_name, plan.rules, devices, profile_intervals, plan.start_states)]
-        if plan.compare is not None:
-            runs.append(Backtest(plan.compare_name, plan.compare, devices, profile_intervals, plan.start_states))
-        stats = replay(readings, runs, start, history.until, plan.sweep_every, progress=progress)
-        if stats.readings == 0:
-            raise BacktestError(f"no readings between {start.isoformat()} and {history.until.isoformat()}")
-        rule_ids = sorted({rule.id for run in runs for rule in run.rules.rules})
-        found = {run.name: in_range(run.incidents, history.since, history.until) for run in runs}
-        comparisons = []
-        if plan.compare is not None:
-            comparisons.append(compare(plan.rules_name, found[plan.rules_name], plan.compare_name,
-                                       found[plan.compare_name]))
-        if plan.with_store:
-            own_ids = [rule.id for rule in plan.rules.rules]
+            with conn.transaction():
+                stored = StoredTelemetry(conn, replayed)
+                if stored.device_ids == []:
+                    raise BacktestError("no device matches the devices, kinds or box asked for")
+                first, _, _ = stored.extent()
+                if first is None:
+                    raise BacktestError(f"no readings are stored between {start.isoformat()} and "
+                                        f"{history.until.isoformat()}{_extent_hint(conn)}")
+    if readings is not None or plan.workers <= 1:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            _read_only(conn)
+            with conn.transaction():
+                runs = [Backtest(name, rules, devices, profile_intervals, plan.start_states)
+                        for name, rules in sets.items()]
+                stream = readings if readings is not None else StoredTelemetry(conn, replayed)
+                stats = replay(stream, runs, start, history.until, plan.sweep_every, progress=progress)
+        found = {run.name: run.incidents for run in runs}
+    else:
+        found, stats = _replay_in_shares(database_url, plan, replayed, profile_intervals, progress)
+    if stats.readings == 0:
+        raise BacktestError(f"no readings between {start.isoformat()} and {history.until.isoformat()}")
+    found = {name: in_range(incidents, history.since, history.until) for name, incidents in found.items()}
+    rule_ids = sorted({rule.id for rules in sets.values() for rule in rules.rules})
+    comparisons = []
+    if plan.compare is not None:
+        comparisons.append(compare(plan.rules_name, found[plan.rules_name], plan.compare_name,
+                                   found[plan.compare_name]))
+    if plan.with_store:
+        own_ids = [rule.id for rule in sets[plan.rules_name].rules]
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            _read_only(conn)
             found[STORE] = stored_incidents(conn, own_ids, history.since, history.until)
-            comparisons.append(compare(plan.rules_name, found[plan.rules_name], STORE, found[STORE]))
-    summaries = {name: summarize(incidents, [r for r in rule_ids if name != STORE or r in plan.rules.by_id],
-                                 plan.zone) for name, incidents in found.items()}
+        comparisons.append(compare(plan.rules_name, found[plan.rules_name], STORE, found[STORE]))
+    own = set(sets[plan.rules_name].by_id)
+    summaries = {name: summarize(incidents, [r for r in rule_ids if name != STORE or r in own], plan.zone)
+                 for name, incidents in found.items()}
     return BacktestReport(history.since, history.until, stats, rule_ids, found, summaries, comparisons)
 
 
@@ -309,3 +354,100 @@ def _extent_hint(conn: psycopg.Connection[Any]) -> str:
     if latest is None or latest[0] is None:
         return " (the store holds no telemetry at all)"
     return f" (the latest stored reading is at {latest[0].isoformat()})"
+
+
+# -- a backtest split over processes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One process's part: the rules of each set that are per device (`per_device` True) on one share of
+    the devices, or the others (False) on the readings they look at."""
+
+    database_url: str
+    history: HistoryFilter
+    sources: tuple[tuple[str, RuleSource], ...]
+    per_device: bool
+    share: tuple[int, int] | None
+    events: tuple[str, ...] | None
+    sweep_every: timedelta
+    start_states: tuple[tuple[str, str, Mapping[str, Any]], ...]
+    profile_intervals: Mapping[str, float | None]
+    index: int
+
+
+def _run_job(job: _Job, reports: Any) -> tuple[dict[str, list[WouldBeIncident]], ReplayStats]:
+    sets = {name: source.load() for name, source in job.sources}
+    chosen = {name: RuleSet(tuple(r for r in rules.rules if r.per_device == job.per_device), rules.signature)
+              for name, rules in sets.items()}
+    last_report = [0.0]
+
+    def progress(reached: datetime, replayed: int) -> None:
+        now = time.monotonic()
+        if reports is not None and now - last_report[0] >= 0.25:
+            last_report[0] = now
+            reports.put((job.index, reached, replayed))
+
+    with psycopg.connect(job.database_url, autocommit=True) as conn:
+        _read_only(conn)
+        with conn.transaction():
+            devices = DeviceDirectory(devices_by_id(conn))
+            runs = [Backtest(name, rules, devices, job.profile_intervals, job.start_states)
+                    for name, rules in chosen.items()]
+            stream = StoredTelemetry(conn, job.history, events=job.events, share=job.share)
+            stats = replay(stream, runs, job.history.since, job.history.until, job.sweep_every, progress=progress)
+    return {run.name: run.incidents for run in runs}, stats
+
+
+def _replay_in_shares(database_url: str, plan: BacktestPlan, history: HistoryFilter,
+                      profile_intervals: Mapping[str, float | None],
+                      progress: Progress | None) -> tuple[dict[str, list[WouldBeIncident]], ReplayStats]:
+    import concurrent.futures
+    import multiprocessing
+
+    sources = ((plan.rules_name, plan.rules),) + (((plan.compare_name, plan.compare),) if plan.compare else ())
+    loaded = [source.load() for _, source in sources]
+    others = [rule for rules in loaded for rule in rules.rules if not rule.per_device]
+    events: tuple[str, ...] | None = None
+    if others and all(rule.reading_events for rule in others):
+        events = tuple(sorted({event for rule in others for event in rule.reading_events or ()}))
+
+    def job(index: int, per_device: bool, share: tuple[int, int] | None, events: tuple[str, ...] | None) -> _Job:
+        return _Job(database_url, history, sources, per_device, share, events, plan.sweep_every,
+                    tuple(plan.start_states), dict(profile_intervals), index)
+
+    jobs = [job(k, True, (k, plan.workers), None) for k in range(plan.workers)]
+    if others:
+        jobs.append(job(plan.workers, False, None, events))
+    context = multiprocessing.get_context("spawn")
+    started = time.perf_counter()
+    with context.Manager() as manager, concurrent.futures.ProcessPoolExecutor(
+            min(len(jobs), plan.workers + 1), mp_context=context) as pool:
+        reports = manager.Queue()
+        futures = [pool.submit(_run_job, one, reports) for one in jobs]
+        reached: dict[int, tuple[datetime, int]] = {}
+        pending = set(futures)
+        while pending:
+            _, pending = concurrent.futures.wait(pending, timeout=0.25)
+            while not reports.empty():
+                index, at, count = reports.get()
+                reached[index] = (at, count)
+            shares = [reached.get(k) for k in range(plan.workers)]
+            if progress is not None and all(shares):
+                progress(min(s[0] for s in shares if s), sum(s[1] for s in shares if s))
+        results = [future.result() for future in futures]
+    found: dict[str, list[WouldBeIncident]] = {name: [] for name, _ in sources}
+    for incidents, _ in results:
+        for name, its in incidents.items():
+            found[name].extend(its)
+    for its in found.values():
+        its.sort(key=lambda i: (i.opened_at, i.dedupe_key))
+    share_stats = [stats for (_, stats), one in zip(results, jobs, strict=True) if one.per_device]
+    firsts = [s.first for s in share_stats if s.first]
+    lasts = [s.last for s in share_stats if s.last]
+    stats = ReplayStats(sum(s.readings for s in share_stats), max(s.sweeps for s in share_stats),
+                        min(firsts) if firsts else None, max(lasts) if lasts else None,
+                        time.perf_counter() - started)
+    if progress is not None:
+        progress(history.until, stats.readings)
+    return found, stats

@@ -4,6 +4,7 @@ a comparison with another rule set and with the store, as JSON or CSV, or a stre
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,8 +22,8 @@ from gateway.lab.backtest import (
     BacktestError,
     BacktestPlan,
     BacktestReport,
+    RuleSource,
     capture_readings,
-    load_rule_set,
     run_plan,
 )
 from gateway.lab.report import Comparison, write_csv
@@ -30,6 +31,7 @@ from gateway.rules.durations import parse_duration
 from gateway.settings import Settings
 from gateway.sources.replay import HistoryFilter
 from gateway.store.devices import devices_by_id
+from gateway.store.queries import query
 
 DIFFERENCES_SHOWN = 20
 
@@ -103,6 +105,8 @@ def backtest_command(
     device: Annotated[str | None, typer.Option(help="--save-case: the device")] = None,
     around: Annotated[str | None, typer.Option(help="--save-case: the time of the event")] = None,
     window: Annotated[str, typer.Option(help="--save-case: readings this long before and after")] = "1h",
+    workers: Annotated[int, typer.Option(help="processes to replay in (the devices split between them)")] = min(
+        2, os.cpu_count() or 1),
 ) -> None:
     """What the rules would have opened and resolved over a stretch of the stored history, without writing
     anything: per rule, the incidents (count, per day, per subject, median duration, flapping); with
@@ -116,7 +120,7 @@ def backtest_command(
                          capture=capture, json_file=json_file, csv_file=csv_file,
                          database_url=database_url or settings.database_url, sweep_every=sweep_every,
                          warmup=warmup, timezone=timezone, save_case=save_case, device=device, around=around,
-                         window=window)
+                         window=window, workers=workers)
     except BacktestError as exc:
         screen.print(f"[red]backtest:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from None
@@ -131,7 +135,7 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
               devices: str | None, kinds: str | None, bbox: str | None, capture: Path | None,
               json_file: Path | None, csv_file: Path | None, database_url: str, sweep_every: str | None,
               warmup: str, timezone: str, save_case: str | None, device: str | None, around: str | None,
-              window: str) -> int:
+              window: str, workers: int) -> int:
     from gateway.catalogue import CatalogueError, load_service_codes
     from gateway.profiles.loader import ProfileError, load_profiles
 
@@ -151,7 +155,8 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
         case_window = parse_duration(window)
     except ValueError as exc:
         raise BacktestError(str(exc)) from None
-    rule_set = load_rule_set(rules, settings.rules_dir, codes, rule)
+    source = RuleSource(settings.rules_dir, rules, rule_id=rule, service_codes=codes)
+    rule_set = source.load()  # refused here, before reading anything, with file:line: reason
     if save_case is not None:
         if device is None or around is None:
             raise BacktestError("--save-case needs --device and --around")
@@ -164,28 +169,30 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
         for path, found in written:
             screen.print(f"wrote {path}: {found} findings expected; it passes against the rules", highlight=False)
         return 0
-    other = load_rule_set(compare_with, settings.rules_dir, codes, rule) if compare_with is not None else None
+    other = RuleSource(settings.rules_dir, compare_with, rule_id=rule, service_codes=codes) \
+        if compare_with is not None else None
+    if other is not None:
+        other.load()
     with psycopg.connect(database_url, autocommit=True) as conn:
-        latest = conn.execute("SELECT max(time) FROM telemetry").fetchone()
+        latest = conn.execute(query("latest_telemetry_time")).fetchone()
         start, end = history_range(since, until, last, latest[0] if latest else None, datetime.now(UTC))
         history = HistoryFilter(start, end, _split(devices), _split(kinds), _bbox(bbox))
-        deployed = rules is None or rules.resolve() == settings.rules_dir.resolve()
         plan = BacktestPlan(
-            history, rule_set, rules_name=str(rules or settings.rules_dir), compare=other,
-            compare_name=str(compare_with), with_store=deployed if store is None else store, sweep_every=sweep,
-            warmup=warm, zone=zone)
+            history, source, rules_name=str(rules or settings.rules_dir), compare=other,
+            compare_name=str(compare_with), with_store=source.is_deployed if store is None else store,
+            sweep_every=sweep, warmup=warm, zone=zone, workers=max(1, workers))
         readings = capture_readings(capture, profiles, _registry(conn)) if capture is not None else None
-        with Progress(TextColumn("replaying"), BarColumn(), TextColumn("{task.fields[reached]}"),
-                      TextColumn("{task.fields[readings]:,} readings"), TimeRemainingColumn(),
-                      console=screen, transient=True) as bar:
-            total = (end - start + warm).total_seconds()
-            task = bar.add_task("replay", total=total, reached="", readings=0)
+    with Progress(TextColumn("replaying"), BarColumn(), TextColumn("{task.fields[reached]}"),
+                  TextColumn("{task.fields[readings]:,} readings"), TimeRemainingColumn(),
+                  console=screen, transient=True) as bar:
+        total = (end - start + warm).total_seconds()
+        task = bar.add_task("replay", total=total, reached="", readings=0)
 
-            def progress(reached: datetime, replayed: int) -> None:
-                bar.update(task, completed=(reached - start + warm).total_seconds(), readings=replayed,
-                           reached=reached.astimezone(zone).strftime("%Y-%m-%d %H:%M"))
+        def progress(reached: datetime, replayed: int) -> None:
+            bar.update(task, completed=(reached - start + warm).total_seconds(), readings=replayed,
+                       reached=reached.astimezone(zone).strftime("%Y-%m-%d %H:%M"))
 
-            report = run_plan(conn, plan, intervals, progress, readings)
+        report = run_plan(database_url, plan, intervals, progress, readings)
     out = Console()
     print_report(out, report)
     if json_file is not None:

@@ -141,6 +141,8 @@ class HouseholdState(TypedDict, total=False):
 class CollectionRule(RuleBase):
     kind = "collection"
     sweeps = True
+    per_device = False
+    reading_events = ("bin_lift",)
     State = HouseholdState
 
     def __init__(self, config: CollectionConfig, households: list[Household]) -> None:

@@ -22,7 +22,7 @@ from gateway import metrics
 from gateway.devices import Device, DeviceDirectory
 from gateway.events import Finding, Reading, StateKey
 from gateway.rules.loader import RuleSet
-from gateway.rules.model import RuleBase, StateOf, SweepWorld, Verdict, reading_context
+from gateway.rules.model import RuleBase, StateOf, SweepWorld, Verdict, device_context, reading_context
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class RuleEngine:
         self._selections_seen: dict[tuple[RuleBase, ...], _Selection] = {}
         self._devices_version: int | None = None
         self._views: dict[str, StateOf] = {}
+        self._device_contexts: dict[str, tuple[Device | None, Mapping[str, Any]]] = {}
         self._load_stored()
 
     def replace_rules(self, rules: RuleSet) -> None:
@@ -142,6 +143,7 @@ class RuleEngine:
                 log.exception("rule %s failed to prepare a batch", rule.id)
         last_seen = self.last_seen
         evaluated_at = self.evaluated_at
+        contexts = self._device_contexts
         for reading, device, steps in plan:
             device_id = reading.device_id
             # Silence is measured in device time too, like everything the rules decide.
@@ -150,7 +152,11 @@ class RuleEngine:
                 last_seen[device_id] = reading.time
             if not steps:
                 continue
-            context = reading_context(reading, device)
+            # A device's context is the same for all its readings: made once per device record.
+            known = contexts.get(device_id)
+            if known is None or known[0] is not device:
+                known = contexts[device_id] = (device, device_context(device, device_id))
+            context = reading_context(reading, known[1])
             t = reading.time.timestamp()
             late = False
             for rule, rule_id, state_of in steps:

@@ -35,8 +35,69 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+def _conjuncts(source: str) -> list[str] | None:
+    """The parts of `a && b && c` at the top level, or None when the expression is not only a conjunction
+    there (a top-level `||` or `?:`, which bind looser than `&&`)."""
+    parts, depth, start, quote, i = [], 0, 0, "", 0
+    while i < len(source):
+        char = source[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0:
+            if source.startswith("||", i) or char == "?":
+                return None
+            if source.startswith("&&", i):
+                parts.append(source[start:i])
+                start = i + 2
+                i += 1
+        i += 1
+    parts.append(source[start:])
+    return parts if len(parts) > 1 else None
+
+
+class _Comparison:
+    """`name <op> literal`, decided in Python when the value has the literal's type (see `_SIMPLE`)."""
+
+    __slots__ = ("literal", "literal_type", "name", "operator")
+
+    def __init__(self, name: str, op: str, literal: str) -> None:
+        self.name = name
+        self.operator = _COMPARE[op]
+        self.literal: float | bool
+        self.literal_type: type
+        if literal in ("true", "false"):
+            self.literal, self.literal_type = literal == "true", bool
+        else:
+            self.literal, self.literal_type = float(literal), float
+
+    @classmethod
+    def parse(cls, source: str) -> _Comparison | None:
+        simple = _SIMPLE.fullmatch(source)
+        if simple is None:
+            return None
+        name, op, literal = simple.groups()
+        if literal in ("true", "false") and op not in ("==", "!="):
+            return None
+        return cls(name, op, literal)
+
+    def decide(self, value: Any) -> bool | None:
+        if type(value) is self.literal_type and value == value:  # CEL does not order a NaN
+            return bool(self.operator(value, self.literal))
+        return None
+
+
 class Condition:
-    __slots__ = ("_literal", "_literal_type", "_operator", "_program", "_simple", "_variables", "source")
+    __slots__ = ("_false_when", "_literal", "_literal_type", "_operator", "_program", "_simple", "_variables",
+                 "source")
 
     def __init__(self, source: str, known_variables: frozenset[str]) -> None:
         self.source = source
@@ -64,6 +125,12 @@ class Condition:
             else:
                 self._simple, self._literal, self._literal_type = name, float(literal), float
             self._operator = _COMPARE[op]
+        # `a && b`: a conjunct that is a simple comparison found false makes the whole false, as in CEL
+        # (false && anything is false, even an error), without crossing into CEL (idling: most fixes are
+        # of a moving truck, `speed_kmh < 2.0` false).
+        parts = _conjuncts(source) if self._simple is None else None
+        found = [c for c in (_Comparison.parse(part) for part in parts or ()) if c is not None]
+        self._false_when: tuple[_Comparison, ...] = tuple(found)
 
     def evaluate(self, context: Mapping[str, Any]) -> bool | None:
         """True or False, or None when a value it needs is missing or the expression fails at run time."""
@@ -81,6 +148,9 @@ class Condition:
             if value is None:
                 return None
             activation[name] = value
+        for comparison in self._false_when:
+            if comparison.decide(activation[comparison.name]) is False:
+                return False
         try:
             result = self._program.execute(activation)
         except (RuntimeError, ValueError, TypeError) as exc:

@@ -135,6 +135,13 @@ class ContextWith(Mapping[str, Any]):
             return self._more[name]
         return self._base[name]
 
+    def get(self, name: str, default: Any = None) -> Any:
+        # Conditions read their variables through here (a geofence's on every fix): no exception path.
+        more = self._more
+        if name in more:
+            return more[name]
+        return self._base.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         yield from self._more
         yield from (name for name in self._base if name not in self._more)
@@ -201,6 +208,13 @@ class RuleBase:
     sweeps = False
     # Whether the rule wants `prepare` called with each batch's readings of the devices it applies to.
     prepares = False
+    # Whether every subject is the device a reading came from (or a part of it, a device's zone): then
+    # the rule can run on each device's readings apart from the others' (a backtest split over
+    # processes). Collection's subjects are households, lifted by any truck.
+    per_device: ClassVar[bool] = True
+    # The events (`event`) of the only readings the kind looks at, when it looks at so few: a backtest
+    # reads just those for it.
+    reading_events: ClassVar[tuple[str, ...] | None] = None
     State: ClassVar[Any] = dict
     state_version: ClassVar[int] = 1
     _state_adapters: ClassVar[dict[type, TypeAdapter[Any]]] = {}

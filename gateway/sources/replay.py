@@ -118,11 +118,14 @@ class StoredTelemetry:
     a read replica."""
 
     def __init__(self, conn: psycopg.Connection[Any], history: HistoryFilter, stretch: timedelta = timedelta(days=1),
-                 fetch_size: int = 5000) -> None:
+                 fetch_size: int = 5000, *, events: tuple[str, ...] | None = None,
+                 share: tuple[int, int] | None = None) -> None:
         self.conn = conn
         self.history = history
         self.stretch = stretch
         self.fetch_size = fetch_size
+        self.events = events  # only readings with one of these events
+        self.share = share  # only the devices of share k of n (a backtest split over processes)
         self.device_ids = self._selected_devices()
 
     def _selected_devices(self) -> list[str] | None:
@@ -151,7 +154,8 @@ class StoredTelemetry:
         start = self.history.since
         while start < self.history.until:
             end = min(self.history.until, _next_boundary(start, self.stretch))
-            yield from stored_readings(self.conn, start, end, self.device_ids, self.fetch_size)
+            yield from stored_readings(self.conn, start, end, self.device_ids, self.fetch_size, events=self.events,
+                                       share=self.share)
             start = end
 
 

@@ -584,6 +584,9 @@ SELECT device_id, time, received_at, message_key, profile, lat, lon, speed_kmh, 
 FROM telemetry
 WHERE time >= %(since)s AND time < %(until)s
   AND (%(device_ids)s::text[] IS NULL OR device_id = ANY(%(device_ids)s::text[]))
+  AND (%(events)s::text[] IS NULL OR event = ANY(%(events)s::text[]))
+  -- one share of the devices, for a backtest split over processes
+  AND (%(shares)s::int IS NULL OR abs(hashtext(device_id)::bigint) %% %(shares)s::int = %(share)s::int)
 ORDER BY time, device_id, message_key;
 
 -- name: devices_of_kinds

@@ -6,17 +6,11 @@ in the queue and in Open311. A screenshot of each page goes to test-artifacts/co
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import MappingProxyType
 
 import httpx
-import pytest
-from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
@@ -24,46 +18,12 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from gateway.devices import Device
 from gateway.store.devices import upsert_devices
-from tests.console.conftest import USERS, Console
-from tests.support import REPO, publish, scalar, sql, wait_until
+from tests.console.conftest import BROWSER_NEEDED, Console, screenshot, sign_in
+from tests.support import publish, scalar, sql, wait_until
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-ARTIFACTS = REPO / "test-artifacts" / "console"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
-pytestmark = pytest.mark.skipif(not Path(CHROMEDRIVER).exists(), reason="chromium-driver is not installed "
-                                "(.ci/run installs it: apt-get install chromium chromium-driver)")
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--disable-quic", "--window-size=1280,900", "--lang=en-US",
-                 f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def screenshot(driver: WebDriver, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
-
-
-def sign_in(driver: WebDriver, console: Console, name: str, password: str | None = None) -> None:
-    driver.get(f"{console.url}/console/")
-    WebDriverWait(driver, 15).until(expected_conditions.presence_of_element_located((By.ID, "signin")))
-    driver.find_element(By.ID, "name").send_keys(name)
-    driver.find_element(By.ID, "password").send_keys(password or USERS[name][1])
-    driver.find_element(By.ID, "signin").click()
+pytestmark = BROWSER_NEEDED
 
 
 def wait_for_status(driver: WebDriver, status: str) -> None:

@@ -24,7 +24,15 @@ from gateway.cli import app
 from gateway.devices import DeviceDirectory
 from gateway.embedded.mosquitto import Mosquitto
 from gateway.embedded.postgres import Postgres
-from gateway.lab.backtest import STORE, BacktestError, BacktestPlan, capture_readings, load_rule_set, run_plan
+from gateway.lab.backtest import (
+    STORE,
+    BacktestError,
+    BacktestPlan,
+    RuleSource,
+    capture_readings,
+    load_rule_set,
+    run_plan,
+)
 from gateway.lab.cases import save_cases
 from gateway.profiles.loader import load_profiles
 from gateway.rules.testcases import run_case
@@ -98,13 +106,14 @@ def city_history(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -
     next(databases, None)
 
 
-def _plan(history: CityHistory, rules_dir: Path, other: Path | None = None) -> BacktestPlan:
+def _plan(history: CityHistory, rules_dir: Path, other: Path | None = None, workers: int = 1) -> BacktestPlan:
     codes = load_service_codes(history.settings.services_file)
-    rules = load_rule_set(rules_dir, history.settings.rules_dir, codes)
+    rules = RuleSource(history.settings.rules_dir, rules_dir, service_codes=codes)
     return BacktestPlan(
-        HistoryFilter(history.since, history.until), rules, compare=load_rule_set(other, rules_dir, codes)
-        if other else None, compare_name="other", with_store=other is None,
-        sweep_every=timedelta(seconds=history.settings.sweep_s * SPEEDUP))
+        HistoryFilter(history.since, history.until), rules,
+        compare=RuleSource(rules_dir, other, service_codes=codes) if other else None, compare_name="other",
+        with_store=other is None, sweep_every=timedelta(seconds=history.settings.sweep_s * SPEEDUP),
+        workers=workers)
 
 
 def _intervals(settings: Settings) -> dict[str, float | None]:
@@ -116,14 +125,15 @@ def _writes(url: str) -> tuple[int, int, int]:
             scalar(url, "SELECT count(*) FROM rule_state"))
 
 
-def test_a_backtest_of_the_deployed_rules_reproduces_the_store(city_history: CityHistory) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "devices-split-over-two"])
+def test_a_backtest_of_the_deployed_rules_reproduces_the_store(city_history: CityHistory, workers: int) -> None:
     url = city_history.settings.database_url
     stored = sql(url, "SELECT dedupe_key, first_seen_at, resolved_at FROM incidents WHERE source = 'device_rule' "
                       "ORDER BY dedupe_key, first_seen_at")
     assert len({key for key, _, _ in stored}) >= 8, stored  # the city's causes reached the store
     before = _writes(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        report = run_plan(conn, _plan(city_history, city_history.settings.rules_dir), _intervals(city_history.settings))
+    report = run_plan(url, _plan(city_history, city_history.settings.rules_dir, workers=workers),
+                      _intervals(city_history.settings))
     assert _writes(url) == before  # not one incident, event or rule state written
     comparison = next(c for c in report.comparisons if c.b == STORE)
     differing = [(p.status, p.a.as_json() if p.a else None, p.b.as_json() if p.b else None)
@@ -143,9 +153,8 @@ def test_one_threshold_changed_gives_the_difference_the_truth_predicts(city_hist
     shutil.copytree(city_history.settings.rules_dir, other, symlinks=True)
     containers = other / "containers.yaml"
     containers.write_text(containers.read_text().replace("condition: fill_pct >= 80.0", "condition: fill_pct >= 97.0"))
-    with psycopg.connect(city_history.settings.database_url, autocommit=True) as conn:
-        report = run_plan(conn, _plan(city_history, city_history.settings.rules_dir, other),
-                          _intervals(city_history.settings))
+    report = run_plan(city_history.settings.database_url, _plan(city_history, city_history.settings.rules_dir, other),
+                      _intervals(city_history.settings))
     comparison = report.comparisons[0]
     only_deployed = [p.incident.dedupe_key for p in comparison.of("only_a")]
     truth = [e.subject for e in city_history.city.expected if e.service_code == "container_full"]
@@ -187,9 +196,8 @@ def test_the_command_prints_per_rule_figures_and_writes_json_and_csv(city_histor
 def test_an_empty_history_is_refused(city_history: CityHistory) -> None:
     plan = _plan(city_history, city_history.settings.rules_dir)
     plan.history = HistoryFilter(city_history.since, city_history.until, devices=("NOBODY",))
-    with psycopg.connect(city_history.settings.database_url, autocommit=True) as conn, \
-            pytest.raises(BacktestError, match="no reading"):
-        run_plan(conn, plan, _intervals(city_history.settings))
+    with pytest.raises(BacktestError, match="no reading"):
+        run_plan(city_history.settings.database_url, plan, _intervals(city_history.settings))
 
 
 def test_a_capture_file_backtests_like_the_stored_history(city_history: CityHistory) -> None:
@@ -197,8 +205,9 @@ def test_a_capture_file_backtests_like_the_stored_history(city_history: CityHist
     profiles = load_profiles(city_history.settings.profiles_dir)
     with psycopg.connect(city_history.settings.database_url, autocommit=True) as conn:
         devices = DeviceDirectory(devices_by_id(conn))
-        report = run_plan(conn, _plan(city_history, city_history.settings.rules_dir), _intervals(city_history.settings),
-                          readings=capture_readings(city_history.capture, profiles, devices))
+    report = run_plan(city_history.settings.database_url, _plan(city_history, city_history.settings.rules_dir),
+                      _intervals(city_history.settings), readings=capture_readings(city_history.capture, profiles,
+                                                                                    devices))
     assert report.comparisons[0].identical, report.comparisons[0].as_json()["differences"]
     assert report.stats.readings == scalar(city_history.settings.database_url, "SELECT count(*) FROM telemetry")
 

@@ -1,5 +1,5 @@
 """One module per console page, each with its `router`; `PAGES` is the list the console mounts."""
 
-from gateway.console.pages import devices, incidents, map, signin, stats
+from gateway.console.pages import devices, incidents, lab, map, signin, stats
 
-PAGES = [signin.router, map.router, incidents.router, devices.router, stats.router]
+PAGES = [signin.router, map.router, incidents.router, devices.router, stats.router, lab.router]
