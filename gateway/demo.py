@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from gateway.console.auth import hash_password
 from gateway.embedded.amqtt_broker import AmqttBroker
 from gateway.embedded.mosquitto import Mosquitto, find_mosquitto
 from gateway.embedded.postgres import Postgres
+from gateway.profiles.loader import load_profiles
 from gateway.settings import Settings
 from gateway.sources.mqtt import MqttPublisher
 from gateway.store.devices import upsert_devices
@@ -49,6 +50,7 @@ class DemoResult:
     score: Score
     service_codes: set[str]
     api_answered: bool
+    backtest_reproduces_store: bool = False
 
 
 def run_demo(duration_s: float | None, api_port: int, speedup: float = 60.0, live: bool = True,
@@ -75,6 +77,9 @@ def run_demo(duration_s: float | None, api_port: int, speedup: float = 60.0, liv
             console.print(f"try      curl -s http://{settings.api_host}:{api_port}/open311/v2/requests.json")
             console.print(f"         curl -s -H 'Authorization: Bearer demo' "
                           f"http://{settings.api_host}:{api_port}/api/v1/stats")
+            sweep_every = f"{settings.sweep_s * speedup:g}s"  # the gateway's sweeps, on the city's clock
+            console.print(f"rule lab wastegate rules backtest --last 1d --store --rules {settings.rules_dir} "
+                          f"--sweep-every {sweep_every} --database-url {settings.database_url}")
             console.print(f"the city starts at {clock.start.astimezone(MADRID).strftime('%H:%M')} Barcelona time, "
                           f"×{speedup:g}")
             answered = False
@@ -82,8 +87,29 @@ def run_demo(duration_s: float | None, api_port: int, speedup: float = 60.0, liv
                 answered = asyncio.run(_run(settings, city, clock, duration_s, live, console))
             result = score(settings.database_url, city.expected)
             codes = _summary(settings.database_url, result, console)
+            reproduced = _backtest(settings, clock, speedup, console)
     console.print("stopped; the temporary broker and database are removed")
-    return DemoResult(result, codes, answered)
+    return DemoResult(result, codes, answered, reproduced)
+
+
+def _backtest(settings: Settings, clock: SimClock, speedup: float, console: Console) -> bool:
+    """The rule lab on the demo's history: the rules replayed over what was stored give the store's
+    incidents."""
+    from gateway.lab.backtest import STORE, BacktestError, BacktestPlan, RuleSource, run_plan
+    from gateway.lab.cli import print_report
+    from gateway.sources.replay import HistoryFilter
+
+    plan = BacktestPlan(HistoryFilter(clock.start, clock.now()), RuleSource(settings.rules_dir), with_store=True,
+                        sweep_every=timedelta(seconds=settings.sweep_s * speedup))
+    intervals = {p.name: p.config.defaults.expected_interval_s for p in load_profiles(settings.profiles_dir).profiles}
+    try:
+        report = run_plan(settings.database_url, plan, intervals)
+    except BacktestError as exc:
+        console.print(f"rule lab: {exc}")
+        return False
+    console.print("[b]rule lab[/b]: the rules replayed over the stored history, beside what the store holds")
+    print_report(console, report)
+    return next(c for c in report.comparisons if c.b == STORE).identical
 
 
 def _settings(directory: Path, database_url: str, broker: Mosquitto | AmqttBroker, api_port: int,

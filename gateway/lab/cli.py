@@ -24,6 +24,7 @@ from gateway.lab.backtest import (
     BacktestReport,
     RuleSource,
     capture_readings,
+    read_start_states,
     run_plan,
 )
 from gateway.lab.report import Comparison, write_csv
@@ -107,6 +108,8 @@ def backtest_command(
     window: Annotated[str, typer.Option(help="--save-case: readings this long before and after")] = "1h",
     workers: Annotated[int, typer.Option(help="processes to replay in (the devices split between them)")] = min(
         2, os.cpu_count() or 1),
+    start_state: Annotated[Path | None, typer.Option(help="start from these rule states (JSON list of rule_id, "
+                                                     "subject, state) instead of a fresh state")] = None,
 ) -> None:
     """What the rules would have opened and resolved over a stretch of the stored history, without writing
     anything: per rule, the incidents (count, per day, per subject, median duration, flapping); with
@@ -120,7 +123,7 @@ def backtest_command(
                          capture=capture, json_file=json_file, csv_file=csv_file,
                          database_url=database_url or settings.database_url, sweep_every=sweep_every,
                          warmup=warmup, timezone=timezone, save_case=save_case, device=device, around=around,
-                         window=window, workers=workers)
+                         window=window, workers=workers, start_state=start_state)
     except BacktestError as exc:
         screen.print(f"[red]backtest:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from None
@@ -135,7 +138,7 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
               devices: str | None, kinds: str | None, bbox: str | None, capture: Path | None,
               json_file: Path | None, csv_file: Path | None, database_url: str, sweep_every: str | None,
               warmup: str, timezone: str, save_case: str | None, device: str | None, around: str | None,
-              window: str, workers: int) -> int:
+              window: str, workers: int, start_state: Path | None) -> int:
     from gateway.catalogue import CatalogueError, load_service_codes
     from gateway.profiles.loader import ProfileError, load_profiles
 
@@ -180,7 +183,8 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
         plan = BacktestPlan(
             history, source, rules_name=str(rules or settings.rules_dir), compare=other,
             compare_name=str(compare_with), with_store=source.is_deployed if store is None else store,
-            sweep_every=sweep, warmup=warm, zone=zone, workers=max(1, workers))
+            sweep_every=sweep, warmup=warm, zone=zone, workers=max(1, workers),
+            start_states=read_start_states(start_state) if start_state else ())
         readings = capture_readings(capture, profiles, _registry(conn)) if capture is not None else None
     with Progress(TextColumn("replaying"), BarColumn(), TextColumn("{task.fields[reached]}"),
                   TextColumn("{task.fields[readings]:,} readings"), TimeRemainingColumn(),

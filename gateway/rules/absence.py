@@ -3,7 +3,8 @@ injected clock; the incident is dated when the silence went beyond what is allow
 device's next reading.
 
 The expected interval is the device's `expected_interval_s` attribute, else its profile's default;
-silence beyond `missed_reports` intervals (or a fixed `after`) opens the incident.
+silence beyond `missed_reports` intervals, plus half of one (a report is missed once it is half an
+interval overdue), or beyond a fixed `after`, opens the incident.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ class AbsenceRule(RuleBase):
         interval = device.get("expected_interval_s", profile_interval_s)
         if not isinstance(interval, int | float) or interval <= 0:
             return None
-        return float(interval) * self.missed_reports
+        # A report is missed once it is half an interval overdue: the third of three reports arriving a
+        # few seconds late (the radio's retries, a clock's drift) is not a silence.
+        return float(interval) * (self.missed_reports + 0.5)
 
     def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
                  now: datetime) -> Outcome:

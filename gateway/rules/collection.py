@@ -143,6 +143,7 @@ class CollectionRule(RuleBase):
     sweeps = True
     per_device = False
     reading_events = ("bin_lift",)
+    accepts_late = True  # a lift buffered in a dead zone and uploaded after the truck's later fixes
     State = HouseholdState
 
     def __init__(self, config: CollectionConfig, households: list[Household]) -> None:
@@ -184,7 +185,9 @@ class CollectionRule(RuleBase):
             return Verdict([self._lift_finding(unknown, f"tag:{reading.rfid}", reading, context, None)])
         subject = f"household:{household.id}"
         before = dict(state_of(subject) or {})
-        after = {**before, "lifted": reading.time.timestamp()}
+        lifted = before.get("lifted")
+        t = reading.time.timestamp()
+        after = {**before, "lifted": max(t, lifted) if isinstance(lifted, int | float) else t}
         findings = []
         if before.get("missed"):
             after.pop("missed")

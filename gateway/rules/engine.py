@@ -5,9 +5,10 @@ a state): adding a kind touches nothing here.
 
 Late data policy: a reading older than the last one a rule has evaluated for its device is stored but
 not evaluated by that rule (counted in `wastegate_late_readings_total`), so it can never flip a state
-backwards. The state of each (rule, subject) is kept in memory and written, when it changes, in the same
-transaction as the batch that changed it (table `rule_state`), with its kind's state version and the
-device time it was evaluated at.
+backwards; unless the rule's kind `accepts_late` (collection: a bin lift uploaded late still happened).
+The state of each (rule, subject) is kept in memory and written, when it changes, in the same transaction
+as the batch that changed it (table `rule_state`), with its kind's state version and the device time it
+was evaluated at.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class _Selection(NamedTuple):
     the rules that prepare a batch."""
 
     rules: tuple[RuleBase, ...]
-    steps: tuple[tuple[RuleBase, str, StateOf], ...]
+    steps: tuple[tuple[RuleBase, str, StateOf, bool], ...]  # the rule, its id, its states, whether late is fine
     preparing: tuple[RuleBase, ...]
 
 
@@ -118,7 +119,7 @@ class RuleEngine:
         selection = self._selections_seen.get(chosen)
         if selection is None:
             selection = self._selections_seen[chosen] = _Selection(
-                chosen, tuple((rule, rule.id, self._view(rule.id)) for rule in chosen),
+                chosen, tuple((rule, rule.id, self._view(rule.id), rule.accepts_late) for rule in chosen),
                 tuple(rule for rule in chosen if rule.prepares))
         self._selection[(device_id, profile)] = (device, selection)
         return selection
@@ -159,9 +160,10 @@ class RuleEngine:
             context = reading_context(reading, known[1])
             t = reading.time.timestamp()
             late = False
-            for rule, rule_id, state_of in steps:
+            for rule, rule_id, state_of, accepts_late in steps:
                 key = (rule_id, device_id)
-                if t < evaluated_at.get(key, _NEVER):
+                previous = evaluated_at.get(key, _NEVER)
+                if t < previous and not accepts_late:
                     late = True
                     continue
                 try:
@@ -170,7 +172,8 @@ class RuleEngine:
                     metrics.RULE_EVALUATION_ERRORS.inc()
                     log.exception("rule %s failed on a reading of %s", rule_id, device_id)
                     continue
-                evaluated_at[key] = t
+                if t > previous:
+                    evaluated_at[key] = t
                 if verdict.findings or verdict.states:
                     self._apply(result, rule, verdict, t)
             if late:

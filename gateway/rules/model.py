@@ -215,6 +215,9 @@ class RuleBase:
     # The events (`event`) of the only readings the kind looks at, when it looks at so few: a backtest
     # reads just those for it.
     reading_events: ClassVar[tuple[str, ...] | None] = None
+    # Whether a reading older than the last one evaluated for its device is still evaluated: for kinds
+    # whose decisions do not depend on a device's readings coming in order (a lift is a lift).
+    accepts_late: ClassVar[bool] = False
     State: ClassVar[Any] = dict
     state_version: ClassVar[int] = 1
     _state_adapters: ClassVar[dict[type, TypeAdapter[Any]]] = {}

@@ -1,7 +1,8 @@
 """Acceptance: the demo as a newcomer runs it, shortened (an hour of the city at ×180), on the pure-Python
 broker as on a machine without Mosquitto: incidents of at least six service codes, the API and the
-console (with the sign-in the demo prints) answering,
-precision and recall of at least 0.95 against the simulator's ground truth, nothing left behind."""
+console (with the sign-in the demo prints) answering, the rule lab's backtest of the demo's history
+reproducing the store's incidents, precision and recall of at least 0.95 against the simulator's ground
+truth, nothing left behind."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def test_the_demo_without_mosquitto() -> None:
     assert result.score.precision >= 0.95 and result.score.recall >= 0.95, output
     assert exit_code(result) == 0
     assert result.api_answered
+    assert "rule lab" in output and "the backtest reproduces the store" in output, output
+    assert result.backtest_reproduces_store
     assert set(glob.glob(f"{tempfile.gettempdir()}/wastegate-demo-*")) == before
     leftovers = subprocess.run(["pgrep", "-f", "wastegate-demo-"], capture_output=True, text=True).stdout.split()
     assert leftovers == []

@@ -4,15 +4,26 @@ and rule files are refused with a reason."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from gateway.devices import Device, DeviceDirectory
 from gateway.events import Finding, Reading
-from gateway.lab.backtest import Backtest, BacktestError, check_rule_text, focus, load_rule_text, replay
+from gateway.lab.backtest import (
+    Backtest,
+    BacktestError,
+    check_rule_text,
+    focus,
+    load_rule_text,
+    read_start_states,
+    replay,
+)
 from gateway.lab.casebook import CaseBook, WouldBeIncident
 from gateway.lab.cli import history_range
 from gateway.lab.report import compare, in_range, summarize
@@ -82,8 +93,9 @@ def test_the_replay_sweeps_at_each_multiple_of_the_interval_on_device_time() -> 
     stats = replay(readings, [run], T0, T0 + timedelta(hours=3), timedelta(minutes=1))
     assert stats.readings == 4 and stats.sweeps == 180
     (opened,) = run.incidents
-    # silent from 00:20 on; three missed 10-minute reports later, at 00:50, it opens (not at a sweep's time)
-    assert opened.opened_at == T0 + timedelta(minutes=50)
+    # silent from 00:20 on; three missed 10-minute reports later (the third half an interval overdue), at
+    # 00:55, it opens (not at a sweep's time)
+    assert opened.opened_at == T0 + timedelta(minutes=55)
     assert opened.resolved_at == T0 + timedelta(minutes=150)
 
 
@@ -114,3 +126,24 @@ def test_a_rule_file_given_as_text_is_checked_as_rules_check_does(tmp_path: Path
     assert len(replaced.rules) == len(load_rules(REPO / "rules").rules)
     with pytest.raises(BacktestError, match=r"no rule 'nope'.*container-full"):
         load_rule_text(text, "containers.yaml", REPO / "rules", None, "nope")
+
+
+def test_a_given_starting_state_is_where_the_rules_resume(tmp_path: Path) -> None:
+    full = focus(load_rules(REPO / "rules"), "container-full")
+    device = Device("C-1", "container", "container", "C-1", 41.39, 2.16)
+    readings = [Reading("C-1", T0 + timedelta(minutes=m), T0, b"k%d" % m, "container", fill_pct=90.0)
+                for m in range(0, 40, 10)]
+
+    def opened(states: list[tuple[str, str, Mapping[str, Any]]]) -> int:
+        run = Backtest("rules", full, DeviceDirectory([device]), {"container": 600.0}, states)
+        replay(readings, [run], T0, T0 + timedelta(hours=1), timedelta(minutes=1))
+        return len(run.incidents)
+
+    assert opened([]) == 1
+    path = tmp_path / "states.json"
+    path.write_text(json.dumps([{"rule_id": "container-full", "subject": "C-1",
+                                 "state": {"v": 1, "s": {"active": True, "severity": "minor"}}}]))
+    assert opened(read_start_states(path)) == 0  # already open at the start: not opened again
+    path.write_text("[{\"rule\": 1}]")
+    with pytest.raises(BacktestError, match="not a list of"):
+        read_start_states(path)

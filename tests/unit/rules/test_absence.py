@@ -10,9 +10,9 @@ def test_silent_longer_than_missed_reports_opens_then_a_reading_resolves() -> No
     r = rule(kind="absence", missed_reports=3)
     dev = device(expected_interval_s=3600)
     context = device_context(dev, "D1")
-    quiet = r.check_silence(context, T0, None, None, T0 + timedelta(hours=2, minutes=59))
-    assert quiet.findings == []
-    silent = r.check_silence(context, T0, None, None, T0 + timedelta(hours=3, minutes=1))
+    quiet = r.check_silence(context, T0, None, None, T0 + timedelta(hours=3, minutes=29))
+    assert quiet.findings == []  # the third report is late, not yet missed
+    silent = r.check_silence(context, T0, None, None, T0 + timedelta(hours=3, minutes=31))
     assert [f.action for f in silent.findings] == ["open"] and silent.state["active"]
     again = r.check_silence(context, T0, None, silent.state, T0 + timedelta(hours=5))
     assert again.findings == []  # one incident, not one per sweep
@@ -23,8 +23,8 @@ def test_silent_longer_than_missed_reports_opens_then_a_reading_resolves() -> No
 
 def test_profile_default_and_fixed_after() -> None:
     r = rule(kind="absence", missed_reports=2)
-    assert r.silence_allowed_s({}, 600) == 1200
-    assert r.silence_allowed_s({"expected_interval_s": 60}, 600) == 120
+    assert r.silence_allowed_s({}, 600) == 1500
+    assert r.silence_allowed_s({"expected_interval_s": 60}, 600) == 150
     assert r.silence_allowed_s({}, None) is None
     assert rule(kind="absence", after="1h").silence_allowed_s({}, 60) == 3600
 

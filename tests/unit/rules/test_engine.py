@@ -70,10 +70,12 @@ def test_the_sweep_finds_silent_devices() -> None:
     silent = rule(kind="absence", id="silent", applies_to={"kinds": ["container"]}, missed_reports=2)
     e = engine(silent)
     e.last_seen.update({"D1": T0, "D2": T0 + timedelta(minutes=15)})
-    result = e.sweep(T0 + timedelta(minutes=21))
+    assert e.sweep(T0 + timedelta(minutes=24)).findings == []  # the second report is late, not missed yet
+    result = e.sweep(T0 + timedelta(minutes=26))
     assert [(f.action, f.subject) for f in result.findings] == [("open", "D1")]
-    assert e.sweep(T0 + timedelta(minutes=22)).findings == []
-    back = e.evaluate([reading(23 * 60, "D1")], T0)
+    assert result.findings[0].time == T0 + timedelta(minutes=25)  # when the silence went beyond the limit
+    assert e.sweep(T0 + timedelta(minutes=27)).findings == []
+    back = e.evaluate([reading(28 * 60, "D1")], T0)
     assert [(f.action, f.subject) for f in back.findings] == [("resolve", "D1")]
 
 
@@ -90,6 +92,7 @@ def test_a_failing_rule_costs_its_verdict_not_the_batch() -> None:
         id = "broken"
         kind = "threshold"
         prepares = True
+        accepts_late = False
 
         def applies_to(self, *args: object) -> bool:
             return True
