@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 MADRID = ZoneInfo("Europe/Madrid")
 _METRES_PER_DEGREE = 111_320.0
 CONTAINER_EVERY_S = 600
+FILL_NOISE = 1.5  # the level sensor's noise, % (one standard deviation)
 TRUCK_EVERY_S = 5
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SCHEDULES = (("mon", "thu"), ("tue", "fri"), ("wed", "sat"))
@@ -156,12 +157,14 @@ class Month:
         tilt = self._span(rng, 0.2, 3600, 8 * 3600)
         silent = self._span(rng, 0.2, 2 * 3600, 30 * 3600)
         full_since: float | None = None
+        full_peak = 0.0
         battery_low_since: float | None = None
         battery_near_since: float | None = None
         fire_reported = False
         silent_reported = False
         last_report: float | None = None
         lost_in_a_row = 0
+        glitched = False
         t = rng.uniform(0, CONTAINER_EVERY_S)
         prev_t = 0.0
         while t < seconds:
@@ -171,12 +174,15 @@ class Month:
             while empties and empties[0] <= t:
                 emptied_at = empties.pop(0)
                 if full_since is not None:
+                    # too close to call: emptied within minutes, or never clearly above the sensor's noise
                     self._truth("container-full", device_id, full_since, emptied_at,
-                                ambiguous=emptied_at - full_since < 45 * 60)
+                                ambiguous=emptied_at - full_since < 45 * 60 or full_peak < 80 + 2 * FILL_NOISE)
                     full_since = None
                 fill = rng.uniform(0, 4)
             if full_since is None and fill >= 80:
-                full_since = t
+                full_since, full_peak = t, fill
+            elif full_since is not None:
+                full_peak = max(full_peak, fill)
             battery -= drain * (t - prev_t)
             if battery_near_since is None and battery < 18.5:
                 battery_near_since = t  # the gauge's noise may read below 15% from here on
@@ -199,8 +205,10 @@ class Month:
                     temperature += 70 * (1 - (t - fire[1]) / (3 * 3600))
                 temperature += rng.gauss(0, 3)  # flames flicker
             tilted = bool(tilt and tilt[0] <= t < tilt[1])
-            if tilt and not tilted and rng.random() < 0.004:
-                tilted = True  # a glitch of the tilt sensor (a truck's lift shakes it)
+            if tilt and not tilted and not glitched and rng.random() < 0.004:
+                tilted = glitched = True  # a glitch of the tilt sensor (a truck's lift shakes it), one reading
+            else:
+                glitched = False
             if silent is not None and silent[0] <= t < silent[1]:
                 if not silent_reported and last_report is not None:
                     silent_reported = True
@@ -213,7 +221,7 @@ class Month:
             else:
                 lost_in_a_row = 0
                 at_time = self.start + timedelta(seconds=t)
-                noisy_fill = min(100.0, max(0.0, fill + rng.gauss(0, 1.5)))
+                noisy_fill = min(100.0, max(0.0, fill + rng.gauss(0, FILL_NOISE)))
                 self._send(Reading(device_id, at_time, at_time, _key(device_id, t), "container",
                                    fill_pct=round(noisy_fill, 1), distance_mm=round(1200 * (1 - noisy_fill / 100)),
                                    temperature_c=round(temperature, 1),
@@ -227,7 +235,7 @@ class Month:
         if tilt:
             self._truth("container-tilted", device_id, tilt[0], tilt[1])
         if full_since is not None:
-            self._truth("container-full", device_id, full_since, seconds)
+            self._truth("container-full", device_id, full_since, seconds, ambiguous=full_peak < 80 + 2 * FILL_NOISE)
         if battery_low_since is not None:
             self._truth("sensor-battery-low", device_id, battery_low_since, seconds)
         elif battery_near_since is not None:
@@ -275,16 +283,20 @@ class Month:
             r = arrival.reading
             if r.event == "bin_lift" and r.rfid:
                 lifted.setdefault(r.rfid, []).append(r.time)
+        open_misses: set[tuple[str, datetime]] = set()
         for truck_rounds in rounds:
-            for day, stops in truck_rounds.items():
+            for day, stops in sorted(truck_rounds.items()):
                 date = self.start.astimezone(MADRID).date() + timedelta(days=day)
                 window_end = datetime.combine(date, time(12, 0), MADRID)
                 for household, skipped in stops:
                     if skipped:
                         after = [t for t in lifted.get(household["tag"], []) if t > window_end]
                         end = min(after) if after else self.end
-                        self.truth.append(TruthEvent("door-to-door", f"household:{household['id']}", window_end,
-                                                     end))
+                        subject = f"household:{household['id']}"
+                        if (subject, end) in open_misses:
+                            continue  # missed again before any lift: the same incident, one more occurrence
+                        open_misses.add((subject, end))
+                        self.truth.append(TruthEvent("door-to-door", subject, window_end, end))
 
     # -- trucks ----------------------------------------------------------------------------------------
 
