@@ -4,6 +4,7 @@ state: rules stay files in git."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -103,7 +104,9 @@ def _refused(exc: Exception, status: int = 400) -> JSONResponse:
 
 @router.post("/check", summary="Check a rule file's text as `wastegate rules check` does")
 async def check(body: RuleText, api: Ctx, staff: Operator) -> dict[str, Any]:
-    problems = check_rule_text(body.yaml, body.file, api.settings.rules_dir, api.catalogue.codes or None)
+    # Loading rules builds their zone trees (tens of milliseconds): off the event loop the gateway shares.
+    problems = await asyncio.to_thread(check_rule_text, body.yaml, body.file, api.settings.rules_dir,
+                                       api.catalogue.codes or None)
     return {"ok": not problems, "problems": problems}
 
 
@@ -111,8 +114,9 @@ async def check(body: RuleText, api: Ctx, staff: Operator) -> dict[str, Any]:
 async def start_backtest(body: BacktestRequest, request: Request, api: Ctx, staff: Operator) -> JSONResponse:
     try:
         since, until = resolve_range(body.since, body.until, body.last, await history_end(api), api.clock())
-        plan = lab_plan(
-            api.settings.rules_dir, api.catalogue.codes or None, since=since, until=until, rules_yaml=body.rules_yaml,
+        plan = await asyncio.to_thread(
+            lab_plan, api.settings.rules_dir, api.catalogue.codes or None, since=since, until=until,
+            rules_yaml=body.rules_yaml,
             file=body.file, rule=body.rule, compare_with_deployed=body.compare_with_deployed,
             with_store=body.with_store, devices=tuple(body.devices), kinds=tuple(body.kinds),
             bbox=body.bbox, sweep_every=timedelta(seconds=body.sweep_every_s or api.settings.sweep_s),

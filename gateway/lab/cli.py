@@ -125,10 +125,10 @@ def backtest_command(
                          warmup=warmup, timezone=timezone, save_case=save_case, device=device, around=around,
                          window=window, workers=workers, start_state=start_state)
     except BacktestError as exc:
-        screen.print(f"[red]backtest:[/red] {exc}", markup=True, highlight=False)
+        screen.print(f"[red]backtest:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except psycopg.OperationalError as exc:
-        screen.print(f"[red]backtest:[/red] cannot read the database: {exc}", highlight=False)
+        screen.print(f"[red]backtest:[/red] cannot read the database: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
 
@@ -170,7 +170,8 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
                                  save_case, device, parse_time(around, "--around"), case_window, rule, intervals,
                                  sweep)
         for path, found in written:
-            screen.print(f"wrote {path}: {found} findings expected; it passes against the rules", highlight=False)
+            screen.print(f"wrote {path}: {found} findings expected; it passes against the rules", highlight=False,
+                         soft_wrap=True)
         return 0
     other = RuleSource(settings.rules_dir, compare_with, rule_id=rule, service_codes=codes) \
         if compare_with is not None else None
@@ -201,10 +202,10 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
     print_report(out, report)
     if json_file is not None:
         json_file.write_text(json.dumps(report.as_json(), indent=2, ensure_ascii=False), encoding="utf-8")
-        screen.print(f"wrote {json_file}", highlight=False)
+        screen.print(f"wrote {json_file}", highlight=False, soft_wrap=True)
     if csv_file is not None:
         rows = write_csv(csv_file, report.runs, report.comparisons)
-        screen.print(f"wrote {csv_file} ({rows} incidents)", highlight=False)
+        screen.print(f"wrote {csv_file} ({rows} incidents)", highlight=False, soft_wrap=True)
     with_store = [c for c in report.comparisons if c.b == STORE]
     return 1 if with_store and not with_store[0].identical else 0
 
@@ -232,7 +233,8 @@ def _duration(seconds: float | None) -> str:
 def print_report(out: Console, report: BacktestReport) -> None:
     stats = report.stats
     out.print(f"{stats.readings:,} readings from {report.since.isoformat()} to {report.until.isoformat()}, "
-              f"{stats.sweeps:,} sweeps, in {stats.elapsed_s:.1f} s ({stats.rate:,.0f} readings/s)", highlight=False)
+              f"{stats.sweeps:,} sweeps, in {stats.elapsed_s:.1f} s ({stats.rate:,.0f} readings/s)", highlight=False,
+              soft_wrap=True)
     for name, summaries in report.summaries.items():
         table = Table(title=f"would-be incidents: {name}" if name != STORE else "incidents the store holds",
                       title_justify="left")
@@ -272,20 +274,20 @@ def print_comparison(out: Console, comparison: Comparison) -> None:
     for pair in differing[:DIFFERENCES_SHOWN]:
         a, b_incident = pair.a, pair.b
         if pair.status == "only_a" and a is not None:
-            out.print(f"  only in A: {a.dedupe_key} opened {a.opened_at.isoformat()}", highlight=False)
+            out.print(f"  only in A: {a.dedupe_key} opened {a.opened_at.isoformat()}", highlight=False, soft_wrap=True)
         elif pair.status == "only_b" and b_incident is not None:
             out.print(f"  only in B: {b_incident.dedupe_key} opened {b_incident.opened_at.isoformat()}",
                       highlight=False)
         elif a is not None and b_incident is not None:
             out.print(f"  different: {a.dedupe_key} A {_period(a.opened_at, a.resolved_at)}, "
-                      f"B {_period(b_incident.opened_at, b_incident.resolved_at)}", highlight=False)
+                      f"B {_period(b_incident.opened_at, b_incident.resolved_at)}", highlight=False, soft_wrap=True)
     if len(differing) > DIFFERENCES_SHOWN:
         out.print(f"  … and {len(differing) - DIFFERENCES_SHOWN} more (--json or --csv lists them all)")
     if comparison.b == STORE:
         counts = comparison.counts()
         verdict = ("the backtest reproduces the store" if comparison.identical else
                    f"{counts['different'] + counts['only_a'] + counts['only_b']} differ from the store")
-        out.print(f"{counts['same']} incidents as the store holds them; {verdict}", highlight=False)
+        out.print(f"{counts['same']} incidents as the store holds them; {verdict}", highlight=False, soft_wrap=True)
 
 
 def _period(opened: datetime, resolved: datetime | None) -> str:

@@ -68,6 +68,14 @@ class HouseholdSource(BaseModel):
     file: str | None = None  # relative to the rules directory
     device_kind: str | None = None
 
+    @field_validator("file")
+    @classmethod
+    def _inside_the_rules(cls, value: str | None) -> str | None:
+        # A rule file may come from the rule lab's editor: it names files of the rules directory only.
+        if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
+            raise ValueError(f"{value!r}: name a file inside the rules directory (e.g. data/households.yaml)")
+        return value
+
 
 class CollectionConfig(RuleConfigBase):
     kind: Literal["collection"]

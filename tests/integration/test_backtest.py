@@ -192,6 +192,28 @@ def test_the_command_prints_per_rule_figures_and_writes_json_and_csv(city_histor
     empty = CliRunner().invoke(app, ["rules", "backtest", "--since", "2001-01-01", "--until", "2001-01-02"])
     assert empty.exit_code == 2 and "no readings are stored" in empty.output
 
+    other = tmp_path / "other"
+    shutil.copytree(settings.rules_dir, other, symlinks=True)
+    containers = other / "containers.yaml"
+    containers.write_text(containers.read_text().replace("condition: fill_pct >= 80.0", "condition: fill_pct >= 97.0"))
+    compared = CliRunner().invoke(app, ["rules", "backtest", "--since", city_history.since.isoformat(), "--until",
+                                        city_history.until.isoformat(), "--compare", str(other), "--no-store",
+                                        "--workers", "1"])
+    assert compared.exit_code == 0, compared.output
+    assert "only in A: container-full:C-0002" in compared.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(containers.read_text().replace("kind: threshold", "kind: thresold", 1))
+    refused = CliRunner().invoke(app, ["rules", "backtest", "--last", "1d", "--rules", str(broken)])
+    assert refused.exit_code == 2 and f"{broken}:" in refused.output and "thresold" in refused.output
+
+    opened = sql(settings.database_url,
+                 "SELECT first_seen_at FROM incidents WHERE dedupe_key = 'container-full:C-0002'")
+    saved = CliRunner().invoke(app, ["rules", "backtest", "--rules", str(other), "--save-case", "c2", "--device",
+                                     "C-0002", "--around", opened[0][0].isoformat(), "--rule", "container-tilted",
+                                     "--window", "30m"])
+    assert saved.exit_code == 0, saved.output
+    assert (other / "tests" / "c2.yaml").exists() and "0 findings expected" in saved.output
+
 
 def test_an_empty_history_is_refused(city_history: CityHistory) -> None:
     plan = _plan(city_history, city_history.settings.rules_dir)

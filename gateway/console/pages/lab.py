@@ -8,6 +8,7 @@ in the `X-CSRF-Token` header."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -89,7 +90,8 @@ async def lab_check(request: Request, user: OperatorPage) -> JSONResponse:
     except _Refused as refused:
         return _refusal(refused)
     api = context_of(request)
-    problems = check_rule_text(body.yaml, body.file, api.settings.rules_dir, api.catalogue.codes or None)
+    problems = await asyncio.to_thread(check_rule_text, body.yaml, body.file, api.settings.rules_dir,
+                                       api.catalogue.codes or None)  # off the event loop the gateway shares
     return JSONResponse({"ok": not problems, "problems": problems})
 
 
@@ -104,9 +106,10 @@ async def lab_run(request: Request, user: OperatorPage) -> JSONResponse:
         else:
             since, until = resolve_range(None, None, body.last or "1d", latest, api.clock())
         replacing = body.file if body.file in _rule_files(request) else None
-        plan = lab_plan(api.settings.rules_dir, api.catalogue.codes or None, since=since, until=until,
-                        rules_yaml=body.yaml, file=replacing, rule=body.rule or None,
-                        sweep_every=timedelta(seconds=api.settings.sweep_s))
+        plan = await asyncio.to_thread(
+            lab_plan, api.settings.rules_dir, api.catalogue.codes or None, since=since, until=until,
+            rules_yaml=body.yaml, file=replacing, rule=body.rule or None,
+            sweep_every=timedelta(seconds=api.settings.sweep_s))
         job = jobs_of(request).submit(plan, f"console:{user.name}")
     except _Refused as refused:
         return _refusal(refused)

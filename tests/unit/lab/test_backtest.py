@@ -147,3 +147,11 @@ def test_a_given_starting_state_is_where_the_rules_resume(tmp_path: Path) -> Non
     path.write_text("[{\"rule\": 1}]")
     with pytest.raises(BacktestError, match="not a list of"):
         read_start_states(path)
+
+
+def test_a_rule_text_cannot_read_files_outside_the_rules() -> None:
+    text = (REPO / "rules" / "collection.yaml").read_text()
+    for elsewhere in ("/etc/passwd", "../services.yaml", "data/../../services.yaml"):
+        problems = check_rule_text(text.replace("data/households.yaml", elsewhere), "collection.yaml",
+                                   REPO / "rules", None)
+        assert problems and "inside the rules directory" in problems[0], problems
