@@ -150,10 +150,6 @@ class BacktestJobs:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def close(self) -> None:
-        for job in list(self._jobs.values()):
-            if job._process is not None and job._process.is_alive():
-                job._process.terminate()
 
 
 CANDIDATE, DEPLOYED = "candidate", "deployed"
