@@ -51,7 +51,7 @@ class BacktestRequest(BaseModel):
     devices: list[Name] = Field(default_factory=list, max_length=10_000)
     kinds: list[Name] = Field(default_factory=list, max_length=100)
     bbox: tuple[float, float, float, float] | None = Field(default=None, description="west, south, east, north")
-    sweep_every_s: float | None = Field(default=None, gt=0, le=86400)
+    sweep_every_s: float | None = Field(default=None, ge=1, le=86400)
     warmup_s: float = Field(default=0, ge=0, le=30 * 86400)
 
     @model_validator(mode="after")
@@ -85,6 +85,8 @@ def resolve_range(since: datetime | None, until: datetime | None, last: str | No
             length = parse_duration(last)
         except ValueError as exc:
             raise BacktestError(f"last: {exc}") from None
+        if length > MAX_RANGE:
+            raise BacktestError(f"a backtest covers at most {MAX_RANGE.days} days")
         start = end - length
     else:
         assert since is not None

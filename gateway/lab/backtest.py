@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -312,14 +312,18 @@ def _read_only(conn: psycopg.Connection[Any]) -> None:
 
 
 @contextmanager
-def _reading(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A read-only connection whose times come back in `datetime.UTC`: psycopg gives a server's
-    `Etc/UTC` as a ZoneInfo, whose datetimes cost twice as much to turn into a timestamp and twenty times
-    as much to compare with a UTC one, some ten times per reading in a backtest."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("SET TimeZone TO 'UTC'")
+def reading_connection(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection that can only read (every statement in a read-only transaction, explicit or not),
+    whose times come back in `datetime.UTC`: psycopg gives a server's `Etc/UTC` as a ZoneInfo, whose
+    datetimes cost twice as much to turn into a timestamp and twenty times as much to compare with a UTC
+    one, some ten times per reading in a backtest."""
+    with psycopg.connect(database_url, autocommit=True,
+                         options="-c default_transaction_read_only=on -c TimeZone=UTC") as conn:
         _read_only(conn)
         yield conn
+
+
+_reading = reading_connection
 
 
 def run_plan(database_url: str, plan: BacktestPlan, profile_intervals: Mapping[str, float | None],
@@ -356,6 +360,7 @@ def run_plan(database_url: str, plan: BacktestPlan, profile_intervals: Mapping[s
     if stats.readings == 0:
         raise BacktestError(f"no readings between {start.isoformat()} and {history.until.isoformat()}")
     found = {name: in_range(incidents, history.since, history.until) for name, incidents in found.items()}
+    within = {name: _opened_within(incidents, history.since, history.until) for name, incidents in found.items()}
     rule_ids = sorted({rule.id for rules in sets.values() for rule in rules.rules})
     comparisons = []
     if plan.compare is not None:
@@ -365,11 +370,19 @@ def run_plan(database_url: str, plan: BacktestPlan, profile_intervals: Mapping[s
         own_ids = [rule.id for rule in sets[plan.rules_name].rules]
         with _reading(database_url) as conn:
             found[STORE] = stored_incidents(conn, own_ids, history.since, history.until)
-        comparisons.append(compare(plan.rules_name, found[plan.rules_name], STORE, found[STORE]))
+        # Compared: what opened within the range (a backtest does not know what was open before it), and a
+        # resolution after the range's end is still open at it, as the backtest sees it.
+        comparisons.append(compare(plan.rules_name, within[plan.rules_name], STORE,
+                                   _opened_within(found[STORE], history.since, history.until)))
     own = set(sets[plan.rules_name].by_id)
     summaries = {name: summarize(incidents, [r for r in rule_ids if name != STORE or r in own], plan.zone)
                  for name, incidents in found.items()}
     return BacktestReport(history.since, history.until, stats, rule_ids, found, summaries, comparisons)
+
+
+def _opened_within(incidents: Iterable[WouldBeIncident], since: datetime, until: datetime) -> list[WouldBeIncident]:
+    return [replace(i, resolved_at=None) if i.resolved_at is not None and i.resolved_at >= until else i
+            for i in incidents if since <= i.opened_at < until]
 
 
 def _extent_hint(conn: psycopg.Connection[Any]) -> str:

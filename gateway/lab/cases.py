@@ -122,9 +122,17 @@ def save_cases(conn: psycopg.Connection[Any], rules: RuleSet, rules_dir: Path, n
     (rules_dir / "tests").mkdir(parents=True, exist_ok=True)
     for chosen_id, document, found in built:
         path = rules_dir / "tests" / (f"{name}.yaml" if len(built) == 1 else f"{name}-{chosen_id}.yaml")
-        path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
-        outcome = run_case(path, rules)
-        if not outcome.ok:
-            raise BacktestError(f"{path} was written but does not pass: " + "; ".join(outcome.problems))
+        if path.exists():
+            raise BacktestError(f"{path} exists already: choose another name, or remove it first")
+        # Checked before it takes its place: a case that does not pass is not left among the tests.
+        draft = path.with_name(f".{path.name}.draft")
+        draft.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
+        try:
+            outcome = run_case(draft, rules)
+            if not outcome.ok:
+                raise BacktestError(f"the case for {chosen_id} does not pass: " + "; ".join(outcome.problems))
+            draft.replace(path)
+        finally:
+            draft.unlink(missing_ok=True)
         written.append((path, found))
     return written

@@ -25,6 +25,7 @@ from gateway.lab.backtest import (
     RuleSource,
     capture_readings,
     read_start_states,
+    reading_connection,
     run_plan,
 )
 from gateway.lab.report import Comparison, write_csv
@@ -61,7 +62,10 @@ def history_range(since: str | None, until: str | None, last: str | None,
             raise BacktestError(f"--last: {exc}") from None
         if length <= timedelta(0):
             raise BacktestError("--last must be a positive duration")
-        return end - length, end
+        try:
+            return end - length, end
+        except OverflowError:
+            raise BacktestError(f"--last {last}: reaches before the year 1") from None
     if since is None:
         raise BacktestError("give a range: --last 1d, or --since 2026-11-01 [--until 2026-11-30]")
     start = parse_time(since, "--since")
@@ -165,7 +169,7 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
             raise BacktestError("--save-case needs --device and --around")
         from gateway.lab.cases import save_cases
 
-        with psycopg.connect(database_url, autocommit=True) as conn:
+        with reading_connection(database_url) as conn:
             written = save_cases(conn, rule_set, rules if rules and rules.is_dir() else settings.rules_dir,
                                  save_case, device, parse_time(around, "--around"), case_window, rule, intervals,
                                  sweep)
@@ -177,13 +181,14 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
         if compare_with is not None else None
     if other is not None:
         other.load()
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with reading_connection(database_url) as conn:
         latest = conn.execute(query("latest_telemetry_time")).fetchone()
         start, end = history_range(since, until, last, latest[0] if latest else None, datetime.now(UTC))
         history = HistoryFilter(start, end, _split(devices), _split(kinds), _bbox(bbox))
+        rules_name, compare_name = run_names(str(rules or settings.rules_dir), str(compare_with))
         plan = BacktestPlan(
-            history, source, rules_name=str(rules or settings.rules_dir), compare=other,
-            compare_name=str(compare_with), with_store=source.is_deployed if store is None else store,
+            history, source, rules_name=rules_name, compare=other,
+            compare_name=compare_name, with_store=source.is_deployed if store is None else store,
             sweep_every=sweep, warmup=warm, zone=zone, workers=max(1, workers),
             start_states=read_start_states(start_state) if start_state else ())
         readings = capture_readings(capture, profiles, _registry(conn)) if capture is not None else None
@@ -208,6 +213,14 @@ def _backtest(settings: Settings, screen: Console, *, since: str | None, until: 
         screen.print(f"wrote {csv_file} ({rows} incidents)", highlight=False, soft_wrap=True)
     with_store = [c for c in report.comparisons if c.b == STORE]
     return 1 if with_store and not with_store[0].identical else 0
+
+
+def run_names(a: str, b: str) -> tuple[str, str]:
+    """The two runs' names as the report shows them: their paths, told apart from each other and from
+    the store's incidents."""
+    if a == b or STORE in (a, b):
+        return f"A: {a}", f"B: {b}"
+    return a, b
 
 
 def _split(value: str | None) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 JobStatus = Literal["running", "done", "failed"]
 KEPT = 20  # finished jobs remembered
 RUNNING_AT_ONCE = 2
+TIME_LIMIT_S = 3600.0  # a job still running after this is stopped (a year of a city takes minutes)
 
 
 class JobsBusy(Exception):
@@ -85,9 +87,10 @@ def _work(database_url: str, plan: BacktestPlan, intervals: Mapping[str, float |
         reports.put(("done", report.as_json(), report.stats.readings))
     except BacktestError as exc:
         reports.put(("failed", str(exc), 0))
-    except Exception as exc:  # reported to whoever asked, and logged here with its trace
+    except Exception as exc:  # logged here with its trace; whoever asked is told the kind, not the detail
         log.exception("backtest failed")
-        reports.put(("failed", f"the backtest failed: {type(exc).__name__}: {exc}", 0))
+        reports.put(("failed", f"the backtest failed ({type(exc).__name__}); the server's log has the details",
+                     0))
 
 
 class BacktestJobs:
@@ -111,19 +114,34 @@ class BacktestJobs:
         process = self._context.Process(target=_work, args=(self.database_url, plan, self.intervals, reports),
                                         name=f"wastegate-backtest-{job.id}", daemon=True)
         job._process = process
-        process.start()
+        try:
+            process.start()
+        except Exception:
+            job._process = None
+            self._finish(job, "failed", error="the backtest's process could not start")
+            raise
         threading.Thread(target=self._follow, args=(job, reports), name=f"backtest-{job.id}", daemon=True).start()
         return job
 
     def _follow(self, job: Job, reports: Any) -> None:
+        started = time.monotonic()
         while True:
+            process = job._process
+            if process is not None and time.monotonic() - started > TIME_LIMIT_S:
+                process.terminate()
+                self._finish(job, "failed", error=f"stopped after {TIME_LIMIT_S / 60:.0f} minutes: give a shorter "
+                                                  "range, or use `wastegate rules backtest`")
+                return
             try:
                 kind, value, readings = reports.get(timeout=5)
             except queue.Empty:  # is the process still there?
-                if job._process is not None and not job._process.is_alive():
+                if process is None or process.is_alive():
+                    continue
+                try:  # it may have answered just before it ended
+                    kind, value, readings = reports.get_nowait()
+                except queue.Empty:
                     self._finish(job, "failed", error="the backtest's process ended without an answer")
                     return
-                continue
             if kind == "progress":
                 job.reached, job.readings = value, readings
             elif kind == "done":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -144,6 +144,7 @@ class HouseholdState(TypedDict, total=False):
     checked: float  # the end of the last window judged (epoch s); windows before it are not judged again
     lifted: float  # device time of the last lift of the household's bin
     missed: bool  # a "missed collection" incident is open
+    missed_at: float  # when it opened: the end of the window missed (epoch s)
 
 
 class CollectionRule(RuleBase):
@@ -199,7 +200,13 @@ class CollectionRule(RuleBase):
         findings = []
         if before.get("missed"):
             after.pop("missed")
-            findings.append(self._lift_finding(self.incident, subject, reading, context, household, "resolve"))
+            opened = after.pop("missed_at", None)
+            # A lift uploaded late may have happened before the window was judged: the incident is
+            # resolved now that it is known, never before it opened.
+            at = max(reading.time, datetime.fromtimestamp(opened, UTC)) if isinstance(opened, int | float) \
+                else reading.time
+            findings.append(self._lift_finding(self.incident, subject, reading, context, household, "resolve",
+                                               at=at))
         wrong = self.collection.wrong_area_incident
         if wrong and truck_area and household.service_area and truck_area != household.service_area:
             findings.append(self._lift_finding(wrong, f"lift:{household.id}", reading, context, household))
@@ -222,6 +229,7 @@ class CollectionRule(RuleBase):
             lifted = state.get("lifted")
             if not (isinstance(lifted, int | float) and window.start.timestamp() <= lifted <= window.end.timestamp()):
                 state["missed"] = True
+                state.setdefault("missed_at", window.end.timestamp())
                 context = {"household": household.model_dump(), "device": {},
                            "date": window.start.date().isoformat(), "window": household.window}
                 verdict.findings.append(self.finding(
@@ -246,9 +254,9 @@ class CollectionRule(RuleBase):
         return None
 
     def _lift_finding(self, spec: IncidentSpec, subject: str, reading: Reading, context: Mapping[str, Any],
-                      household: Household | None, action: str = "open") -> Finding:
+                      household: Household | None, action: str = "open", at: datetime | None = None) -> Finding:
         full = ContextWith(context, household=household.model_dump() if household else {})
         return self.finding(
-            action, subject, reading.time, full, spec=spec, device_id=reading.device_id, lat=reading.lat,
+            action, subject, at or reading.time, full, spec=spec, device_id=reading.device_id, lat=reading.lat,
             lon=reading.lon, address=household.address if household else None,
             data={"rfid": reading.rfid, **({"household": household.id} if household else {})})

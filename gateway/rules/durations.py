@@ -16,12 +16,18 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except (OverflowError, ValueError):
+            raise ValueError(f"not a duration: {value!r}") from None
     if isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         parts = _PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
-            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+            try:
+                return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+            except OverflowError:
+                raise ValueError(f"too long a duration: {value!r}") from None
     raise ValueError(f"not a duration: {value!r} (write e.g. 30s, 10m, 2h, 1d)")
 
 

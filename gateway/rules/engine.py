@@ -42,8 +42,11 @@ class EngineResult:
 _NEVER = float("-inf")
 
 
-def _device_then_time(reading: Reading) -> tuple[str, datetime]:
-    return reading.device_id, reading.time
+def _time_then_device(reading: Reading) -> tuple[datetime, str]:
+    # Each device's readings in its own time order, and a batch as a whole in time order too: a rule whose
+    # subjects gather several devices (a household lifted by two trucks) sees them as they happened,
+    # however the batch was cut.
+    return reading.time, reading.device_id
 
 
 class _Selection(NamedTuple):
@@ -130,7 +133,7 @@ class RuleEngine:
         plan = []
         batch_lookups: dict[RuleBase, list[Reading]] = {}
         device_of = self.devices.get
-        for reading in sorted(readings, key=_device_then_time):
+        for reading in sorted(readings, key=_time_then_device):
             device = device_of(reading.device_id)
             selection = self._select(device, reading.device_id, reading.profile)
             plan.append((reading, device, selection.steps))

@@ -37,7 +37,8 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 
 def _conjuncts(source: str) -> list[str] | None:
     """The parts of `a && b && c` at the top level, or None when the expression is not only a conjunction
-    there (a top-level `||` or `?:`, which bind looser than `&&`)."""
+    there (a top-level `||` or `?:`, which bind looser than `&&`), or holds what this reading of it does
+    not follow (a comment, a raw, byte or triple-quoted string): then CEL alone decides."""
     parts, depth, start, quote, i = [], 0, 0, "", 0
     while i < len(source):
         char = source[i]
@@ -47,7 +48,13 @@ def _conjuncts(source: str) -> list[str] | None:
             elif char == quote:
                 quote = ""
         elif char in "\"'":
+            if source.startswith(char * 3, i):
+                return None  # a triple-quoted string
+            if i and source[i - 1] in "rRbB" and (i < 2 or not (source[i - 2].isalnum() or source[i - 2] in "_.")):
+                return None  # a raw or byte string
             quote = char
+        elif source.startswith("//", i):
+            return None  # a comment
         elif char in "([{":
             depth += 1
         elif char in ")]}":
@@ -129,7 +136,8 @@ class Condition:
         # (false && anything is false, even an error), without crossing into CEL (idling: most fixes are
         # of a moving truck, `speed_kmh < 2.0` false).
         parts = _conjuncts(source) if self._simple is None else None
-        found = [c for c in (_Comparison.parse(part) for part in parts or ()) if c is not None]
+        found = [c for c in (_Comparison.parse(part) for part in parts or ())
+                 if c is not None and c.name in self._variables]  # `true == true` compares no variable
         self._false_when: tuple[_Comparison, ...] = tuple(found)
 
     def evaluate(self, context: Mapping[str, Any]) -> bool | None:
@@ -153,7 +161,7 @@ class Condition:
                 return False
         try:
             result = self._program.execute(activation)
-        except (RuntimeError, ValueError, TypeError) as exc:
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:  # e.g. a missing map key
             metrics.RULE_EVALUATION_ERRORS.inc()
             log.debug("condition %r could not be evaluated: %s", self.source, exc)
             return None

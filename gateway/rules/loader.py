@@ -97,6 +97,9 @@ def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None) -> R
 _Lines = tuple[int, dict[tuple[Any, ...], int]]
 
 
+MAX_NODES = 100_000  # a rule file is a few hundred; this refuses a document built to exhaust memory
+
+
 def _rule_nodes(path: Path, problems: list[str]) -> list[tuple[_Lines, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -104,7 +107,17 @@ def _rule_nodes(path: Path, problems: list[str]) -> list[tuple[_Lines, Any]]:
     except (OSError, yaml.YAMLError) as exc:
         problems.append(f"{path}: {exc}")
         return []
+    except RecursionError:
+        problems.append(f"{path}: nested too deep")
+        return []
     if root is None:
+        return []
+    # Rule files may come from the rule lab's editor: an alias (`*name`) is refused, since a few of them
+    # nested make a document whose walk never ends (a "billion laughs"); rules have no use for them.
+    shared = _first_alias(root)
+    if shared is not None:
+        problems.append(f"{path}:{shared.start_mark.line + 1}: anchors and aliases (&name, *name) are not allowed "
+                        "in rule files")
         return []
     if isinstance(root, yaml.MappingNode):
         listed = [value for key, value in root.value if key.value == "rules"]
@@ -120,9 +133,30 @@ def _rule_nodes(path: Path, problems: list[str]) -> list[tuple[_Lines, Any]]:
         return []
     found = []
     for node in root.value:
-        item = yaml.SafeLoader(io.StringIO()).construct_document(node)
+        try:
+            item = yaml.SafeLoader(io.StringIO()).construct_document(node)
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:  # e.g. `!!timestamp "nope"`
+            problems.append(f"{path}:{node.start_mark.line + 1}: {type(exc).__name__}: {exc}")
+            continue
         found.append(((node.start_mark.line + 1, _key_lines(node, ())), item))
     return found
+
+
+def _first_alias(root: yaml.Node) -> yaml.Node | None:
+    """A node reached twice (what an alias composes to), or the node past MAX_NODES; None if neither."""
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen or len(seen) > MAX_NODES:
+            return node
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                pending += (key, value)
+        elif isinstance(node, yaml.SequenceNode):
+            pending += node.value
+    return None
 
 
 def _key_lines(node: yaml.Node, prefix: tuple[Any, ...]) -> dict[tuple[Any, ...], int]:

@@ -155,3 +155,27 @@ def test_a_rule_text_cannot_read_files_outside_the_rules() -> None:
         problems = check_rule_text(text.replace("data/households.yaml", elsewhere), "collection.yaml",
                                    REPO / "rules", None)
         assert problems and "inside the rules directory" in problems[0], problems
+
+
+def test_hostile_rule_texts_are_refused_with_a_reason_not_a_crash() -> None:
+    """Found in review: an alias bomb exhausted memory; a bad tag and deep nesting raised."""
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(9))
+    cases = {
+        "rules:\n" + "".join("  " + line + "\n" for line in laughs.splitlines()): "aliases",
+        'rules:\n  - !!timestamp "nope"\n': "rules.yaml:2",
+        "rules: " + "[" * 5000: "rules.yaml",
+        "rules:\n  - !!python/object:os.system {}\n": "rules.yaml",
+    }
+    for text, expected in cases.items():
+        problems = check_rule_text(text, "rules.yaml", REPO / "rules", None)
+        assert problems and expected in problems[0], (text[:40], problems)
+
+
+def test_a_range_too_long_for_dates_is_refused() -> None:
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    for last in ("99999999999d", "9999999d"):
+        with pytest.raises(BacktestError):
+            history_range(None, None, last, None, now)

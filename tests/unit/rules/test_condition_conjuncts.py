@@ -19,6 +19,10 @@ EXPRESSIONS = [
     "tilted == true && extra.mode == \"a&&b\"",
     "fill_pct >= 80.0 && temperature_c > 40.0 || tilted == true",
     "fill_pct > 10.0 ? temperature_c > 40.0 : tilted == true",
+    # found in review: a comment with a quote hides a `||`; a raw string's backslash; a literal compared
+    "fill_pct < 2.0 && tilted == true // isn't full\n || battery_pct < 15.0",
+    'extra.mode == r"\\" || extra.mode == "x\\"" && fill_pct < 2.0',
+    "true == true && fill_pct < 2.0",
 ]
 VALUES = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 200), st.booleans(),
                    st.text(max_size=3))
