@@ -216,6 +216,10 @@ def test_the_command_prints_per_rule_figures_and_writes_json_and_csv(city_histor
                                      "--window", "30m"])
     assert saved.exit_code == 0, saved.output
     assert (other / "tests" / "c2.yaml").exists() and "0 findings expected" in saved.output
+    again = CliRunner().invoke(app, ["rules", "backtest", "--rules", str(other), "--save-case", "c2", "--device",
+                                     "C-0002", "--around", opened[0][0].isoformat(), "--rule", "container-tilted"])
+    assert again.exit_code == 2 and "exists already" in again.output  # an existing case is not overwritten
+    assert not list((other / "tests").glob(".*draft"))
 
 
 def test_an_empty_history_is_refused(city_history: CityHistory) -> None:

@@ -179,3 +179,24 @@ def test_a_range_too_long_for_dates_is_refused() -> None:
     for last in ("99999999999d", "9999999d"):
         with pytest.raises(BacktestError):
             history_range(None, None, last, None, now)
+
+
+def test_the_store_comparison_counts_what_opened_within_the_range() -> None:
+    """Found in review: an incident open at the range's end, resolved later in the store, showed as
+    different; one opened before the range, as only in the store."""
+    from gateway.lab.backtest import _opened_within
+
+    until = T0 + timedelta(hours=1)
+    stored = [incident(-30, None), incident(10, 90), incident(20, 30)]
+    within = _opened_within(stored, T0, until)
+    assert [(i.opened_at, i.resolved_at) for i in within] == [
+        (T0 + timedelta(minutes=10), None), (T0 + timedelta(minutes=20), T0 + timedelta(minutes=30))]
+    assert compare("a", [incident(10, None), incident(20, 30)], "store", within).identical
+
+
+def test_two_runs_of_the_same_rules_are_told_apart() -> None:
+    from gateway.lab.cli import run_names
+
+    assert run_names("rules", "rules") == ("A: rules", "B: rules")
+    assert run_names("store", "other") == ("A: store", "B: other")
+    assert run_names("rules", "other") == ("rules", "other")
