@@ -306,11 +306,6 @@ class BacktestReport:
 STORE = "store"
 
 
-def _read_only(conn: psycopg.Connection[Any]) -> None:
-    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-        conn.read_only = True
-
-
 @contextmanager
 def reading_connection(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection that can only read (every statement in a read-only transaction, explicit or not),
@@ -319,11 +314,7 @@ def reading_connection(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     one, some ten times per reading in a backtest."""
     with psycopg.connect(database_url, autocommit=True,
                          options="-c default_transaction_read_only=on -c TimeZone=UTC") as conn:
-        _read_only(conn)
         yield conn
-
-
-_reading = reading_connection
 
 
 def run_plan(database_url: str, plan: BacktestPlan, profile_intervals: Mapping[str, float | None],
@@ -337,19 +328,18 @@ def run_plan(database_url: str, plan: BacktestPlan, profile_intervals: Mapping[s
     sets = {plan.rules_name: plan.rules.load()}
     if plan.compare is not None:
         sets[plan.compare_name] = plan.compare.load()
-    with _reading(database_url) as conn:
+    with reading_connection(database_url) as conn:
         devices = DeviceDirectory(devices_by_id(conn))
         if readings is None:
             with conn.transaction():
                 stored = StoredTelemetry(conn, replayed)
                 if stored.device_ids == []:
                     raise BacktestError("no device matches the devices, kinds or box asked for")
-                first, _, _ = stored.extent()
-                if first is None:
+                if not stored.has_readings():
                     raise BacktestError(f"no readings are stored between {start.isoformat()} and "
                                         f"{history.until.isoformat()}{_extent_hint(conn)}")
     if readings is not None or plan.workers <= 1:
-        with _reading(database_url) as conn, conn.transaction():
+        with reading_connection(database_url) as conn, conn.transaction():
             runs = [Backtest(name, rules, devices, profile_intervals, plan.start_states)
                     for name, rules in sets.items()]
             stream = readings if readings is not None else StoredTelemetry(conn, replayed)
@@ -360,7 +350,6 @@ def run_plan(database_url: str, plan: BacktestPlan, profile_intervals: Mapping[s
     if stats.readings == 0:
         raise BacktestError(f"no readings between {start.isoformat()} and {history.until.isoformat()}")
     found = {name: in_range(incidents, history.since, history.until) for name, incidents in found.items()}
-    within = {name: _opened_within(incidents, history.since, history.until) for name, incidents in found.items()}
     rule_ids = sorted({rule.id for rules in sets.values() for rule in rules.rules})
     comparisons = []
     if plan.compare is not None:
@@ -368,12 +357,13 @@ def run_plan(database_url: str, plan: BacktestPlan, profile_intervals: Mapping[s
                                    found[plan.compare_name]))
     if plan.with_store:
         own_ids = [rule.id for rule in sets[plan.rules_name].rules]
-        with _reading(database_url) as conn:
+        with reading_connection(database_url) as conn:
             found[STORE] = stored_incidents(conn, own_ids, history.since, history.until)
         # Compared: what opened within the range (a backtest does not know what was open before it), and a
         # resolution after the range's end is still open at it, as the backtest sees it.
-        comparisons.append(compare(plan.rules_name, within[plan.rules_name], STORE,
-                                   _opened_within(found[STORE], history.since, history.until)))
+        comparisons.append(compare(plan.rules_name, _opened_within(found[plan.rules_name], history.since,
+                                                                   history.until),
+                                   STORE, _opened_within(found[STORE], history.since, history.until)))
     own = set(sets[plan.rules_name].by_id)
     summaries = {name: summarize(incidents, [r for r in rule_ids if name != STORE or r in own], plan.zone)
                  for name, incidents in found.items()}
@@ -424,7 +414,7 @@ def _run_job(job: _Job, reports: Any) -> tuple[dict[str, list[WouldBeIncident]],
             last_report[0] = now
             reports.put((job.index, reached, replayed))
 
-    with _reading(job.database_url) as conn, conn.transaction():
+    with reading_connection(job.database_url) as conn, conn.transaction():
         devices = DeviceDirectory(devices_by_id(conn))
         runs = [Backtest(name, rules, devices, job.profile_intervals, job.start_states)
                 for name, rules in chosen.items()]

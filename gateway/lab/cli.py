@@ -31,7 +31,7 @@ from gateway.lab.backtest import (
 from gateway.lab.report import Comparison, write_csv
 from gateway.rules.durations import parse_duration
 from gateway.settings import Settings
-from gateway.sources.replay import HistoryFilter
+from gateway.sources.replay import CaptureError, HistoryFilter
 from gateway.store.devices import devices_by_id
 from gateway.store.queries import query
 
@@ -128,7 +128,7 @@ def backtest_command(
                          database_url=database_url or settings.database_url, sweep_every=sweep_every,
                          warmup=warmup, timezone=timezone, save_case=save_case, device=device, around=around,
                          window=window, workers=workers, start_state=start_state)
-    except BacktestError as exc:
+    except (BacktestError, CaptureError) as exc:  # a capture line that is not a message names its file:line
         screen.print(f"[red]backtest:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except psycopg.OperationalError as exc:

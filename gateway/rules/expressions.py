@@ -103,8 +103,7 @@ class _Comparison:
 
 
 class Condition:
-    __slots__ = ("_false_when", "_literal", "_literal_type", "_operator", "_program", "_simple", "_variables",
-                 "source")
+    __slots__ = ("_false_when", "_program", "_simple", "_variables", "source")
 
     def __init__(self, source: str, known_variables: frozenset[str]) -> None:
         self.source = source
@@ -119,35 +118,26 @@ class Condition:
             known = ", ".join(sorted(known_variables))
             raise ConditionError(f"{source!r} uses {', '.join(sorted(unknown))}, which is not one of: {known}", source)
         self._variables = tuple(variables)
-        self._simple: str | None = None
-        self._literal: Any = None
-        self._literal_type: type = type(None)
-        self._operator = operator.eq
-        simple = _SIMPLE.fullmatch(source)
-        if simple is not None:
-            name, op, literal = simple.groups()
-            if literal in ("true", "false"):
-                if op in ("==", "!="):
-                    self._simple, self._literal, self._literal_type = name, literal == "true", bool
-            else:
-                self._simple, self._literal, self._literal_type = name, float(literal), float
-            self._operator = _COMPARE[op]
+        simple = _Comparison.parse(source)
+        # the whole expression a comparison of a variable with a literal (not `true == true`)
+        self._simple = simple if simple is not None and simple.name in variables else None
         # `a && b`: a conjunct that is a simple comparison found false makes the whole false, as in CEL
         # (false && anything is false, even an error), without crossing into CEL (idling: most fixes are
         # of a moving truck, `speed_kmh < 2.0` false).
         parts = _conjuncts(source) if self._simple is None else None
-        found = [c for c in (_Comparison.parse(part) for part in parts or ())
-                 if c is not None and c.name in self._variables]  # `true == true` compares no variable
+        found = [c for c in (_Comparison.parse(part) for part in parts or ()) if c is not None and c.name in variables]
         self._false_when: tuple[_Comparison, ...] = tuple(found)
 
     def evaluate(self, context: Mapping[str, Any]) -> bool | None:
         """True or False, or None when a value it needs is missing or the expression fails at run time."""
-        if self._simple is not None:
-            value = context.get(self._simple)
+        simple = self._simple
+        if simple is not None:
+            value = context.get(simple.name)
             if value is None:
                 return None
-            if type(value) is self._literal_type and value == value:  # CEL does not order a NaN: below
-                return bool(self._operator(value, self._literal))
+            decided = simple.decide(value)  # None: a value of another type, or NaN, for CEL below
+            if decided is not None:
+                return decided
         # Only the variables the expression uses cross into CEL: converting the whole context (the
         # device's attributes, `extra`…) on every call cost more than the evaluation itself.
         activation = {}

@@ -142,11 +142,11 @@ class StoredTelemetry:
             chosen = inside if chosen is None else chosen & inside
         return sorted(chosen) if chosen is not None else None
 
-    def extent(self) -> tuple[datetime | None, datetime | None, int]:
-        """The first and last reading time of the range and how many devices reported (all devices)."""
-        row = self.conn.execute(query("history_extent"), {"since": self.history.since,
-                                                          "until": self.history.until}).fetchone()
-        return (row[0], row[1], int(row[2])) if row else (None, None, 0)
+    def has_readings(self) -> bool:
+        """Whether any device has a reading in the range (one probe, not a count)."""
+        row = self.conn.execute(query("history_has_readings"), {"since": self.history.since,
+                                                                "until": self.history.until}).fetchone()
+        return bool(row and row[0])
 
     def __iter__(self) -> Iterator[Reading]:
         if self.device_ids == []:

@@ -602,9 +602,8 @@ WHERE time >= %(since)s AND time < %(until)s
   AND lat BETWEEN %(south)s AND %(north)s AND lon BETWEEN %(west)s AND %(east)s
 ORDER BY device_id;
 
--- name: history_extent
-SELECT min(time), max(time), count(DISTINCT device_id) FROM telemetry
-WHERE time >= %(since)s AND time < %(until)s;
+-- name: history_has_readings
+SELECT EXISTS (SELECT 1 FROM telemetry WHERE time >= %(since)s AND time < %(until)s);
 
 -- name: latest_telemetry_time
 SELECT max(time) FROM telemetry;

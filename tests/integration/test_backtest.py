@@ -216,6 +216,10 @@ def test_the_command_prints_per_rule_figures_and_writes_json_and_csv(city_histor
                                      "--window", "30m"])
     assert saved.exit_code == 0, saved.output
     assert (other / "tests" / "c2.yaml").exists() and "0 findings expected" in saved.output
+    bad_capture = tmp_path / "bad.jsonl"
+    bad_capture.write_text('{"topic": "trucks/T1/telemetry", "payload": "{}"}\nnot json\n')
+    refused = CliRunner().invoke(app, ["rules", "backtest", "--last", "1d", "--capture", str(bad_capture)])
+    assert refused.exit_code == 2 and f"{bad_capture}:2: not a message" in refused.output, refused.output
     again = CliRunner().invoke(app, ["rules", "backtest", "--rules", str(other), "--save-case", "c2", "--device",
                                      "C-0002", "--around", opened[0][0].isoformat(), "--rule", "container-tilted"])
     assert again.exit_code == 2 and "exists already" in again.output  # an existing case is not overwritten

@@ -151,15 +151,15 @@
     const rules = view.rows.map((row) => row.rule);
     const width = 900;
     const left = 190;
-    const rowHeight = 18;
+    const rowHeight = 26;
     const svgNS = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(svgNS, "svg");
-    svg.setAttribute("viewBox", `0 0 ${width} ${rules.length * rowHeight + 20}`);
+    svg.setAttribute("viewBox", `0 0 ${width} ${rules.length * rowHeight + 40}`);
     const x = (time) => left + (width - left - 10) * Math.max(0, Math.min(1, (time - start) / (end - start)));
     rules.forEach((rule, index) => {
       const label = document.createElementNS(svgNS, "text");
       label.setAttribute("x", 4);
-      label.setAttribute("y", index * rowHeight + 13);
+      label.setAttribute("y", index * rowHeight + 17);
       label.textContent = rule;
       svg.appendChild(label);
     });
@@ -170,9 +170,9 @@
       const resolved = incident.resolved_at ? Date.parse(incident.resolved_at) : end;
       const bar = document.createElementNS(svgNS, "rect");
       bar.setAttribute("x", x(opened));
-      bar.setAttribute("y", index * rowHeight + 3 + (incident.version === "deployed" ? 6 : 0));
-      bar.setAttribute("width", Math.max(2, x(resolved) - x(opened)));
-      bar.setAttribute("height", 6);
+      bar.setAttribute("y", index * rowHeight + 4 + (incident.version === "deployed" ? 9 : 0));
+      bar.setAttribute("width", Math.max(3, x(resolved) - x(opened)));
+      bar.setAttribute("height", 8);
       bar.setAttribute("class", `incident ${incident.status}`);
       const title = document.createElementNS(svgNS, "title");
       title.textContent = `${incident.subject}: ${incident.opened_at} → ${incident.resolved_at || labels.open} ` +
@@ -180,9 +180,18 @@
       bar.appendChild(title);
       svg.appendChild(bar);
     }
+    // the time axis: the range's start, middle and end
+    [0, 0.5, 1].forEach((share) => {
+      const tick = document.createElementNS(svgNS, "text");
+      tick.setAttribute("x", left + (width - left - 10) * share);
+      tick.setAttribute("y", rules.length * rowHeight + 12);
+      tick.setAttribute("text-anchor", share === 0 ? "start" : share === 1 ? "end" : "middle");
+      tick.textContent = new Date(start + (end - start) * share).toLocaleString();
+      svg.appendChild(tick);
+    });
     const legend = document.createElementNS(svgNS, "text");
     legend.setAttribute("x", left);
-    legend.setAttribute("y", rules.length * rowHeight + 15);
+    legend.setAttribute("y", rules.length * rowHeight + 32);
     legend.textContent = ["same", "different", "only_a", "only_b"].map((s) => `■ ${labels[s]}`).join("   ");
     svg.appendChild(legend);
     document.getElementById("lab-timeline").replaceChildren(svg);

@@ -32,7 +32,7 @@ def cel_answer(source: str, value: Any) -> bool | None:
                                     "x == true", "x != false", " x>=1.0 "])
 def test_a_simple_condition_answers_as_cel(source: str) -> None:
     condition = Condition(source, frozenset({"x"}))
-    assert condition._simple == "x"
+    assert condition._simple is not None and condition._simple.name == "x"
     for value in (80.0, 79.9, -0.0, 0.0, NAN, INF, -INF, 150.0, 0.5, -2.5, 1e308, 5e-324, True, False, 80, 15, "a"):
         assert condition.evaluate({"x": value}) == cel_answer(source, value), (source, value)
     assert condition.evaluate({}) is None
