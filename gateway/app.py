@@ -17,11 +17,12 @@ from psycopg_pool import AsyncConnectionPool
 from gateway import metrics
 from gateway.api.app import create_api
 from gateway.api.context import ApiContext
-from gateway.catalogue import load_catalogue_or_empty, load_service_codes
+from gateway.catalogue import load_service_codes
 from gateway.devices import DeviceDirectory
 from gateway.ingest import IngestLimits, Ingestor
 from gateway.ingest.frame_counters import FrameCounters
 from gateway.ingest.rate_limit import DeviceRateLimiter
+from gateway.organisation.setup import OrganisationSetup, load_organisation
 from gateway.pipeline import Pipeline
 from gateway.profiles.loader import ProfileSet, load_profiles
 from gateway.rules.engine import RuleEngine
@@ -100,6 +101,7 @@ class Gateway:
         self.pipeline: Pipeline | None = None
         self._refused_signature: tuple[tuple[str, int, int], ...] | None = None
         self._database_ok = True
+        self.organisation: OrganisationSetup | None = None
 
     def readiness(self) -> dict[str, bool]:
         checks = {"database": self._database_ok}
@@ -115,6 +117,13 @@ class Gateway:
         if settings.gateway_enabled:
             await asyncio.to_thread(self._maintain_partitions)
         pool = await open_pool(settings.database_url)
+        try:
+            organisation = self.organisation = await load_organisation(settings, pool)
+            # Again, now that the organisations a rule may name are known: refused here, with file:line.
+            self.rules = load_rules(settings.rules_dir, self.service_codes, organisation.router.organisation_ids)
+        except BaseException:
+            await pool.close()
+            raise
         self._log_start()
         clean = True
         try:
@@ -125,6 +134,12 @@ class Gateway:
                     tasks.create_task(self._serve_api(stop, pool))
                     for url in settings.webhook_urls:
                         tasks.create_task(WebhookDelivery(pool, url, settings.webhook_secret).run(stop))
+                    for org in self.organisation.organisations:
+                        if org.webhook_url:
+                            tasks.create_task(WebhookDelivery(pool, org.webhook_url, settings.webhook_secret,
+                                                              organisation_id=org.id).run(stop))
+                tasks.create_task(self._every(settings.device_refresh_s,
+                                              lambda: organisation.refresh(pool), stop))
         finally:
             if settings.gateway_enabled:
                 await self.source.close()
@@ -159,7 +174,9 @@ class Gateway:
             self.rules, self.devices, {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
             stored_states, {d.device_id: d.last_seen for d in self.devices if d.last_seen is not None},
         )
-        sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s)
+        assert self.organisation is not None, "the organisation is loaded before the gateway starts"
+        sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s,
+                            self.organisation.router)
         self.pipeline = Pipeline(
             self.source, ingestor, sink, settings.batch_max_size, settings.batch_max_age_ms / 1000,
             self.engine, self.clock, settings.shutdown_grace_s,
@@ -178,7 +195,8 @@ class Gateway:
         if signature == self.rules.signature or signature == self._refused_signature:
             return False
         try:
-            rules = load_rules(self.settings.rules_dir, self.service_codes)
+            rules = load_rules(self.settings.rules_dir, self.service_codes,
+                               self.organisation.router.organisation_ids if self.organisation else None)
         except RuleFileError as exc:
             self._refused_signature = signature
             metrics.RULE_RELOADS.labels("refused").inc()
@@ -226,8 +244,9 @@ class Gateway:
                             await running
 
     async def _serve_api(self, stop: asyncio.Event, pool: AsyncConnectionPool) -> None:
-        api_context = ApiContext(self.settings, pool, load_catalogue_or_empty(self.settings.services_file),
-                                 self.profiles, self.clock)
+        assert self.organisation is not None
+        api_context = ApiContext(self.settings, pool, self.organisation.catalogue, self.profiles, self.clock,
+                                 self.organisation)
         app = create_api(self.readiness, api_context)
         config = uvicorn.Config(
             app, host=self.settings.api_host, port=self.settings.api_port,

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.organisation.calendar import WorkingTime
+from gateway.organisation.directory import line_of
+
+Priority = Literal["low", "normal", "high", "urgent"]
+
+
+class ZoneRouting(BaseModel):
+    """Incidents of a service in one of these zones (by name or id, in the zone layer `layer` of the rules'
+    zones) go to that zone's organisation; elsewhere, to the service's `responsible`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layer: str = Field(default="districtes", pattern=r"^[A-Za-z0-9_.-]+$")
+    zones: dict[str, str] = Field(default_factory=dict)
 
 
 class ServiceDefinition(BaseModel):
@@ -20,6 +37,11 @@ class ServiceDefinition(BaseModel):
     group: str = ""
     keywords: tuple[str, ...] = ()
     responsible: str = ""
+    routing: ZoneRouting | None = None
+    priority: Priority = "normal"
+    # Deadlines in working time, from when the incident is registered; none when not set.
+    respond_within: WorkingTime | None = None
+    resolve_within: WorkingTime | None = None
     # Open311 service definition attributes (extra questions for the reporter), as the spec describes.
     attributes: tuple[dict[str, object], ...] = ()
 
@@ -49,6 +71,21 @@ def load_catalogue(path: Path) -> Catalogue:
     if len(codes) != len(set(codes)):
         raise CatalogueError(f"{path}: a service_code is listed twice")
     return catalogue
+
+
+def unknown_organisations(path: Path, catalogue: Catalogue, known: Collection[str]) -> list[str]:
+    """`file:line: reason` for each organisation the catalogue names that is not in `known`."""
+    root = yaml.compose(path.read_text(encoding="utf-8")) if path.exists() else None
+    problems = []
+    for index, service in enumerate(catalogue.services):
+        if service.responsible and service.responsible not in known:
+            problems.append(f"{path}:{line_of(root, ('services', index, 'responsible'))}: service "
+                            f"{service.service_code}: unknown organisation {service.responsible!r}")
+        for zone, slug in (service.routing.zones.items() if service.routing else ()):
+            if slug not in known:
+                problems.append(f"{path}:{line_of(root, ('services', index, 'routing', 'zones', zone))}: service "
+                                f"{service.service_code}: zone {zone}: unknown organisation {slug!r}")
+    return problems
 
 
 def load_service_codes(path: Path) -> frozenset[str] | None:

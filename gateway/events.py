@@ -104,6 +104,8 @@ class Finding:
     lon: float | None = None
     address: str | None = None
     data: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    # The rule's overrides of its service's routing: organisation, priority, respond_within, resolve_within.
+    handling: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
     @property
     def dedupe_key(self) -> str:

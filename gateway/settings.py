@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     profiles_dir: Path = Path("device_profiles")
     rules_dir: Path = Path("rules")
     services_file: Path = Path("services.yaml")
+    # The city's departments and partner entities (added to the store at start when missing), and the
+    # working-hours calendar deadlines are counted on.
+    organisations_file: Path = Path("organisations.yaml")
+    calendar_file: Path = Path("calendar.yaml")
     rules_reload_s: float = Field(default=5.0, gt=0, description="how often rule files are checked for changes")
     sweep_s: float = Field(default=60.0, gt=0, description="how often absence rules look for silent devices")
     api_host: str = "127.0.0.1"
@@ -80,6 +84,20 @@ class Settings(BaseSettings):
     # Subscribers to incident changes (comma-separated URLs), and the secret their bodies are signed with.
     webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_secret: str = ""
+    # E-mail to organisations and reporters, through the outbox: smtp://user:pass@host:port (STARTTLS when
+    # the server offers it) or smtps:// (TLS from the start); empty, no e-mail is composed or sent.
+    smtp_url: str = ""
+    mail_from: str = "wastegate@localhost"
+    # The municipality's language, for e-mail (en, ca, es), and the address its links start with.
+    language: Literal["en", "ca", "es"] = "en"
+    public_url: str = ""
+    # The daily digest of overdue incidents goes to each organisation at this hour of the calendar's zone.
+    mail_digest_hour: int = Field(default=8, ge=0, le=23)
+    mail_poll_s: float = Field(default=2.0, gt=0)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @field_validator("mqtt_extra_subscriptions", "open311_api_keys", "api_tokens", "api_cors_origins", "webhook_urls",
                      mode="before")

@@ -4,7 +4,8 @@ The events table is the outbox: a delivery task reads past each subscriber's cur
 kept across restarts) and advances it only after a 2xx answer, retrying with backoff otherwise. It runs
 beside ingestion on its own connections, so a slow or dead subscriber never holds up telemetry. Bodies are
 signed: `X-Wastegate-Signature: sha256=<hex HMAC-SHA256 of the body with WASTEGATE_WEBHOOK_SECRET>`.
-Reporters' personal data is not sent.
+Reporters' personal data is not sent. A partner organisation's webhook (`organisations.webhook_url`)
+gets the changes of the incidents routed to it, and nothing else.
 """
 
 from __future__ import annotations
@@ -39,15 +40,16 @@ def payload(row: dict[str, Any]) -> dict[str, Any]:
 
     change_keys = ("event_id", "at", "kind", "actor", "from_status", "to_status", "note", "public")
     change = {key: plain(row[key]) for key in change_keys}
-    incident = {key: plain(value) for key, value in row.items() if key not in change_keys}
+    incident = {key: plain(value) for key, value in row.items() if key not in (*change_keys, "in_scope")}
     return {"event": "incident.created" if row["kind"] == "created" else "incident.updated",
             "change": change, "incident": incident}
 
 
 class WebhookDelivery:
     def __init__(self, pool: AsyncConnectionPool, url: str, secret: str, poll_s: float = 1.0,
-                 max_backoff_s: float = 60.0, timeout_s: float = 10.0) -> None:
+                 max_backoff_s: float = 60.0, timeout_s: float = 10.0, organisation_id: int | None = None) -> None:
         self.pool = pool
+        self.organisation_id = organisation_id
         self.url = url
         self.secret = secret
         self.poll_s = poll_s
@@ -81,10 +83,15 @@ class WebhookDelivery:
             await cur.execute(query("webhook_cursor"), {"url": self.url})
             cursor = await cur.fetchone()
             after = int(cursor["last_event_id"]) if cursor else 0
-            await cur.execute(query("webhook_events"), {"after": after, "limit": limit})
+            await cur.execute(query("webhook_events"),
+                              {"after": after, "limit": limit, "organisation_id": self.organisation_id})
             rows = await cur.fetchall()
         delivered = 0
         for row in rows:
+            if not row["in_scope"]:  # another organisation's incident: passed over, never sent
+                async with self.pool.connection() as conn:
+                    await conn.execute(query("advance_webhook_cursor"), {"url": self.url, "event_id": row["event_id"]})
+                continue
             body = json.dumps(payload(row), separators=(",", ":")).encode()
             response = await client.post(self.url, content=body, headers={
                 "Content-Type": "application/json", SIGNATURE_HEADER: sign(body, self.secret),

@@ -1,4 +1,6 @@
-"""Staff API tokens: `WASTEGATE_API_TOKENS` = "token:role[:name]" entries; roles viewer < operator < admin.
+"""Staff API tokens: `WASTEGATE_API_TOKENS` = "token:role[:name[:organisation]]" entries; roles viewer <
+operator < admin. A token with a partner organisation's slug sees and acts on only the incidents routed to
+it, with its role there; everything else answers 404.
 
 A missing or unknown token is 401, a token below the role an endpoint needs is 403. The actor recorded in
 `incident_events` is the token's name, or its role and a short digest of it.
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.organisation.scope import CITY, Scope
+
 ROLES = ("viewer", "operator", "admin")
 _bearer = HTTPBearer(auto_error=False)
 
@@ -22,6 +26,8 @@ _bearer = HTTPBearer(auto_error=False)
 class Staff:
     role: str
     name: str
+    organisation: str | None = None
+    scope: Scope = CITY
 
     @property
     def actor(self) -> str:
@@ -32,14 +38,17 @@ def parse_tokens(entries: list[str]) -> dict[str, Staff]:
     tokens = {}
     for entry in entries:
         parts = entry.split(":")
-        if len(parts) not in (2, 3) or parts[1] not in ROLES or not parts[0]:
-            raise ValueError(f"API token entries are token:role[:name] with role in {ROLES}; got {entry[:4]}…")
-        name = parts[2] if len(parts) == 3 else f"{parts[1]}-{hashlib.sha256(parts[0].encode()).hexdigest()[:6]}"
-        tokens[parts[0]] = Staff(parts[1], name)
+        if len(parts) not in (2, 3, 4) or parts[1] not in ROLES or not parts[0] or "" in parts[2:]:
+            raise ValueError(f"API token entries are token:role[:name[:organisation]] with role in {ROLES}; "
+                             f"got {entry[:4]}…")
+        name = parts[2] if len(parts) >= 3 else f"{parts[1]}-{hashlib.sha256(parts[0].encode()).hexdigest()[:6]}"
+        tokens[parts[0]] = Staff(parts[1], name, parts[3] if len(parts) == 4 else None)
     return tokens
 
 
-def requires(role: str) -> Callable[..., Awaitable[Staff]]:
+def requires(role: str, city: bool = False) -> Callable[..., Awaitable[Staff]]:
+    """`city`: an endpoint about the city as a whole (devices, the rule lab), which a partner's token
+    does not see (404)."""
     needed = ROLES.index(role)
 
     async def check(request: Request,
@@ -52,8 +61,24 @@ def requires(role: str) -> Callable[..., Awaitable[Staff]]:
         staff = next((s for t, s in tokens.items() if hmac.compare_digest(t.encode("utf-8"), given)), None)
         if staff is None:
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        if staff.organisation is not None:
+            staff = _scoped(request, staff)
+        if city and not staff.scope.is_city:
+            raise HTTPException(404, "Not Found")
         if ROLES.index(staff.role) < needed:
             raise HTTPException(403, f"this needs the {role} role; the token is {staff.role}")
         return staff
 
     return check
+
+
+def _scoped(request: Request, staff: Staff) -> Staff:
+    setup = getattr(request.app.state.context, "organisation", None)
+    org = setup.by_slug.get(staff.organisation) if setup is not None else None
+    if org is None:  # fail closed: a token for an organisation that does not exist opens nothing
+        raise HTTPException(401, f"the token's organisation {staff.organisation!r} does not exist",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if org.kind == "department":
+        return staff
+    return Staff(staff.role, staff.name, staff.organisation, Scope({org.id: staff.role}))
+

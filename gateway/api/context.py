@@ -11,6 +11,7 @@ from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.catalogue import Catalogue
+from gateway.organisation.setup import OrganisationSetup
 from gateway.profiles.loader import ProfileSet
 from gateway.settings import Settings
 
@@ -22,6 +23,7 @@ class ApiContext:
     catalogue: Catalogue
     profiles: ProfileSet
     clock: Callable[[], datetime]
+    organisation: OrganisationSetup | None = None
 
     def expected_interval_s(self, profile_name: str | None, attributes: Mapping[str, Any] | None) -> float | None:
         """How often a device should report: its `expected_interval_s` attribute, else its profile's."""

@@ -16,7 +16,8 @@ from gateway.store.queries import query
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 Ctx = Annotated[ApiContext, Depends(context)]
-Viewer = Annotated[Staff, Depends(requires("viewer"))]
+Viewer = Annotated[Staff, Depends(requires("viewer", city=True))]
+ScopedViewer = Annotated[Staff, Depends(requires("viewer"))]
 DeviceId = Annotated[Text, Path(max_length=200)]
 # A device is silent once it has missed this many expected reports (as the sensor-silent rule ships).
 SILENT_AFTER_REPORTS = 3
@@ -105,10 +106,11 @@ def _feature(lon: float, lat: float, properties: dict[str, Any]) -> dict[str, An
 
 
 @router.get("/map/incidents.geojson", summary="Open incidents, for maps")
-async def incidents_map(api: Ctx, staff: Viewer,
+async def incidents_map(api: Ctx, staff: ScopedViewer,
                         limit: Annotated[int, Query(ge=1, le=10000)] = 5000) -> dict[str, Any]:
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("open_incidents_with_place"), {"limit": limit})
+        await cur.execute(query("open_incidents_with_place"),
+                          {"limit": limit, "organisations": staff.scope.organisations})
         rows = await cur.fetchall()
     features = [_feature(row.pop("lon"), row.pop("lat"), row) for row in rows]
     return {"type": "FeatureCollection", "features": features}

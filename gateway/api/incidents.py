@@ -1,5 +1,9 @@
 """The staff API for incidents: listing with filters and cursor pagination, one incident with its history,
-workflow actions, comments, duplicates, public titles, staff or partner reports, and statistics.
+workflow actions, comments, duplicates, public titles, reassignment to another organisation, staff or
+partner reports, statistics, and the organisations.
+
+A partner's token sees only the incidents routed to its organisation: any other answers 404, in lists,
+counts and actions alike.
 
 Every parameter is bounded (gateway/api/bounds.py): a value out of bounds is refused with a 4xx naming it."""
 
@@ -16,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.auth import Staff, requires
 from gateway.api.bounds import MAX_ID, Text, Time
 from gateway.api.context import ApiContext, context
+from gateway.organisation.scope import NotPermitted, require_in_scope
 from gateway.store.queries import query
 from gateway.store.workflow import (
     TRANSITIONS,
@@ -25,6 +30,7 @@ from gateway.store.workflow import (
     comment,
     create_report,
     mark_duplicate,
+    reassign,
     set_public_title,
     transition,
 )
@@ -68,6 +74,13 @@ class PublicTitle(BaseModel):
     public_title: Text | None = Field(max_length=200, description="what Open311 shows; null: the service's name")
 
 
+class Reassign(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    organisation: Annotated[Text, Field(max_length=64, description="the slug of the organisation")]
+    reason: Text = Field(min_length=1, max_length=4000)
+
+
 class StaffReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,7 +94,7 @@ class StaffReport(BaseModel):
 
 def _public(row: dict[str, Any], with_reporter: bool = False) -> dict[str, Any]:
     out = {key: (value.isoformat() if isinstance(value, datetime) else value) for key, value in row.items()
-           if key not in ("reporter", "dedupe_key")}
+           if key not in ("reporter", "dedupe_key", "follow_token_hash")}
     if with_reporter:
         out["reporter"] = row.get("reporter")
     return out
@@ -125,6 +138,8 @@ async def list_incidents(
     bbox: Annotated[str | None, Query(max_length=200, description="min_lon,min_lat,max_lon,max_lat")] = None,
     created_from: Time | None = None,
     created_to: Time | None = None,
+    organisation: Annotated[Text | None, Query(max_length=64, description="an organisation's slug")] = None,
+    overdue: Annotated[bool | None, Query(description="open past its resolve_by (true) or not (false)")] = None,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
@@ -132,7 +147,8 @@ async def list_incidents(
     params = {"status": status, "source": source, "service_code": service_code, "device_id": device_id,
               "min_lon": min_lon, "min_lat": min_lat, "max_lon": max_lon, "max_lat": max_lat,
               "created_from": created_from, "created_to": created_to, "before_id": _decode_cursor(cursor),
-              "limit": limit}
+              "limit": limit, "organisations": staff.scope.organisations, "overdue": overdue, "now": api.clock(),
+              "organisation": _organisation_id(api, organisation) if organisation else None}
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("list_incidents"), params)
         rows = await cur.fetchall()
@@ -145,21 +161,44 @@ async def get_incident(incident_id: IncidentId, api: Ctx, staff: Viewer) -> dict
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("incident_by_id"), {"id": incident_id})
         row = await cur.fetchone()
-        if row is None:
+        if row is None or not staff.scope.covers(row["organisation_id"]):
             raise HTTPException(404, f"no incident {incident_id}")
         await cur.execute(query("incident_events"), {"id": incident_id, "public_only": False})
         events = await cur.fetchall()
     incident = _public(row, with_reporter=staff.role != "viewer")
+    incident.pop("follow_token_hash", None)
+    incident["organisation"] = _slug_of(api, row["organisation_id"])
+    incident["overdue"] = _overdue(row, api.clock())
     incident["events"] = [_public(event) for event in events]
     return incident
 
 
-async def _act(api: ApiContext, incident_id: int, work: Any) -> dict[str, Any]:
+def _organisation_id(api: ApiContext, slug: str) -> int:
+    org = api.organisation.by_slug.get(slug) if api.organisation else None
+    if org is None:
+        raise HTTPException(422, f"unknown organisation {slug!r}")
+    return org.id
+
+
+def _slug_of(api: ApiContext, organisation_id: int | None) -> str | None:
+    orgs = api.organisation.organisations if api.organisation else []
+    return next((org.slug for org in orgs if org.id == organisation_id), None)
+
+
+def _overdue(row: dict[str, Any], now: datetime) -> bool:
+    return row["resolve_by"] is not None and row["status"] not in ("resolved", "closed") and row["resolve_by"] < now
+
+
+async def _act(api: ApiContext, incident_id: int, work: Any, staff: Staff, *others: int) -> dict[str, Any]:
     try:
         async with api.pool.connection() as conn, conn.transaction():
+            for checked in (incident_id, *others):
+                await require_in_scope(conn, checked, staff.scope, "operator", staff.role)
             result: dict[str, Any] = await work(conn)
     except IncidentNotFound as exc:
         raise HTTPException(404, str(exc)) from None
+    except NotPermitted as exc:
+        raise HTTPException(403, str(exc)) from None
     except TransitionRefused as exc:
         raise HTTPException(409, str(exc)) from None
     return result
@@ -171,7 +210,7 @@ async def act(incident_id: IncidentId, body: Action, api: Ctx, staff: Operator) 
         status = await transition(conn, incident_id, body.action, staff.actor, body.note, body.assignee, body.public)
         return {"id": incident_id, "status": status}
 
-    return await _act(api, incident_id, work)
+    return await _act(api, incident_id, work, staff)
 
 
 @router.post("/incidents/{incident_id}/comments", status_code=201)
@@ -180,7 +219,7 @@ async def add_comment(incident_id: IncidentId, body: Comment, api: Ctx, staff: O
         await comment(conn, incident_id, staff.actor, body.note, body.public)
         return {"id": incident_id}
 
-    return await _act(api, incident_id, work)
+    return await _act(api, incident_id, work, staff)
 
 
 @router.post("/incidents/{incident_id}/duplicate")
@@ -189,7 +228,25 @@ async def duplicate(incident_id: IncidentId, body: Duplicate, api: Ctx, staff: O
         await mark_duplicate(conn, incident_id, body.of, staff.actor)
         return {"id": incident_id, "status": "closed", "duplicate_of": body.of}
 
-    return await _act(api, incident_id, work)
+    return await _act(api, incident_id, work, staff, body.of)
+
+
+@router.post("/incidents/{incident_id}/reassign", summary="To another organisation, with a reason")
+async def reassign_incident(incident_id: IncidentId, body: Reassign, api: Ctx, staff: Operator) -> dict[str, Any]:
+    organisation_id = _organisation_id(api, body.organisation)
+
+    async def work(conn: Any) -> dict[str, Any]:
+        await reassign(conn, incident_id, organisation_id, body.organisation, staff.actor, body.reason)
+        return {"id": incident_id, "organisation": body.organisation}
+
+    return await _act(api, incident_id, work, staff)
+
+
+@router.get("/organisations", summary="Departments and partner entities (a partner's token: its own)")
+async def list_organisations(api: Ctx, staff: Viewer) -> dict[str, Any]:
+    orgs = api.organisation.organisations if api.organisation else []
+    return {"items": [{"slug": o.slug, "name": o.name, "kind": o.kind, "emails": list(o.emails)}
+                      for o in orgs if staff.scope.covers(o.id)]}
 
 
 @router.put("/incidents/{incident_id}/public_title", summary="What Open311 calls the incident")
@@ -200,7 +257,7 @@ async def public_title(incident_id: IncidentId, body: PublicTitle, api: Ctx, sta
         await set_public_title(conn, incident_id, title, staff.actor)
         return {"id": incident_id, "public_title": title}
 
-    return await _act(api, incident_id, work)
+    return await _act(api, incident_id, work, staff)
 
 
 @router.post("/incidents", status_code=201, summary="A report by staff or a partner entity")
@@ -215,7 +272,7 @@ async def create_incident(body: StaffReport, api: Ctx, staff: Operator) -> dict[
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, linked_to = await create_report(
             conn, report, api.clock(), api.settings.correlation_distance_m,
-            timedelta(seconds=api.settings.correlation_window_s))
+            timedelta(seconds=api.settings.correlation_window_s), api.organisation.router if api.organisation else None)
     return {"id": incident_id, "linked_to": linked_to}
 
 
@@ -229,13 +286,16 @@ async def stats(api: Ctx, staff: Viewer, start: Time | None = None, end: Time | 
     if end <= start:
         raise HTTPException(400, "end must be after start")
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("incident_stats"), {"start": start, "end": end})
+        await cur.execute(query("incident_stats"), {"start": start, "end": end, "now": api.clock(),
+                                                    "organisations": staff.scope.organisations})
         rows = await cur.fetchall()
     result: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "by_service_code": {},
-                              "by_source": {}, "by_status": {}}
+                              "by_source": {}, "by_status": {}, "by_organisation": {}}
     for row in rows:
-        entry = {"incidents": row["incidents"], "median_resolve_s": row["median_resolve_s"]}
-        if row["service_code"] is not None:
+        entry = {"incidents": row["incidents"], "median_resolve_s": row["median_resolve_s"], "overdue": row["overdue"]}
+        if row["organisation"] is not None:
+            result["by_organisation"][row["organisation"] or "(none)"] = entry
+        elif row["service_code"] is not None:
             result["by_service_code"][row["service_code"]] = entry
         elif row["source"] is not None:
             result["by_source"][row["source"]] = entry

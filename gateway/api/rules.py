@@ -22,7 +22,7 @@ from gateway.store.queries import query
 
 router = APIRouter(prefix="/api/v1/rules", tags=["rule lab"])
 Ctx = Annotated[ApiContext, Depends(context)]
-Operator = Annotated[Staff, Depends(requires("operator"))]
+Operator = Annotated[Staff, Depends(requires("operator", city=True))]
 MAX_RULE_TEXT = 200_000
 MAX_RANGE = timedelta(days=400)
 Name = Annotated[Text, Field(min_length=1, max_length=200)]

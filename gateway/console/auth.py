@@ -25,6 +25,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request, Response
 
+from gateway.organisation.scope import CITY, Scope
+
 ROLES = ("viewer", "operator", "admin")
 SESSION_COOKIE = "wastegate_session"
 SIGNIN_CSRF_COOKIE = "wastegate_signin_csrf"
@@ -80,6 +82,8 @@ class ConsoleUser:
     name: str
     role: str
     language: str | None
+    # The whole city, or (a partner's members) only the incidents routed to their organisations.
+    scope: Scope = CITY
 
     def may(self, role: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(role)

@@ -14,6 +14,8 @@ from gateway.api.context import ApiContext
 from gateway.console.auth import ROLES, SESSION_COOKIE, ConsoleUser, same, token_digest
 from gateway.console.i18n import negotiate, translations
 from gateway.console.templating import render
+from gateway.organisation.scope import scope_of
+from gateway.store.organisations import memberships
 from gateway.store.users import session_user
 
 
@@ -50,14 +52,17 @@ async def current_user(request: Request) -> ConsoleUser | None:
     api = context_of(request)
     async with api.pool.connection() as conn:
         found = await session_user(conn, token_digest(token), api.clock())
-    if found is None:
+        scope = scope_of(await memberships(conn, found[0].id)) if found else None
+    if found is None or scope is None:
         return None
     user, csrf_token = found
     request.state.csrf_token = csrf_token
-    return ConsoleUser(user.id, user.name, user.role, user.language)
+    return ConsoleUser(user.id, user.name, scope.best_role(user.role), user.language, scope)
 
 
-def page_for(role: str) -> Callable[[Request], Awaitable[ConsoleUser]]:
+def page_for(role: str, city: bool = False) -> Callable[[Request], Awaitable[ConsoleUser]]:
+    """`city`: a page about the city as a whole (devices, the rule lab), which does not exist (404) for
+    the members of partner entities."""
     needed = ROLES.index(role)
 
     async def signed_in(request: Request) -> ConsoleUser:
@@ -66,6 +71,9 @@ def page_for(role: str) -> Callable[[Request], Awaitable[ConsoleUser]]:
         if user is None:
             raise SignInRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         request.state.user = user
+        if city and not user.scope.is_city:
+            _ = translations(request.state.language).gettext
+            raise ConsoleError(404, _("There is no such page."))
         if ROLES.index(user.role) < needed:
             _ = translations(request.state.language).gettext
             raise ConsoleError(403, _("This needs the %(role)s role.") % {"role": role})
@@ -76,6 +84,9 @@ def page_for(role: str) -> Callable[[Request], Awaitable[ConsoleUser]]:
 
 Page = Annotated[ConsoleUser, Depends(page_for("viewer"))]
 OperatorPage = Annotated[ConsoleUser, Depends(page_for("operator"))]
+CityPage = Annotated[ConsoleUser, Depends(page_for("viewer", city=True))]
+CityOperatorPage = Annotated[ConsoleUser, Depends(page_for("operator", city=True))]
+
 
 
 def check_csrf(request: Request, submitted: str | None) -> None:

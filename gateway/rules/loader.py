@@ -50,7 +50,9 @@ def files_signature(rules_dir: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(signature)
 
 
-def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None) -> RuleSet:
+def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None,
+               organisations: Iterable[str] | None = None) -> RuleSet:
+    """`service_codes` and `organisations`, when given, are what a rule's incident may name."""
     signature = files_signature(rules_dir)
     problems: list[str] = []
     try:
@@ -58,6 +60,7 @@ def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None) -> R
     except ZoneError as exc:
         raise RuleFileError([str(exc)]) from exc
     codes = frozenset(service_codes) if service_codes is not None else None
+    known_organisations = frozenset(organisations) if organisations is not None else None
     rules: list[RuleBase] = []
     where_defined: dict[str, str] = {}
     for path in sorted(rules_dir.glob("*.yaml")) if rules_dir.is_dir() else []:
@@ -77,6 +80,11 @@ def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None) -> R
                 where = _line(line, item, ("incident", "service_code"))
                 problems.append(f"{path}:{where}: rule {config.id}: service_code {config.incident.service_code!r} "
                                 "is not in the service catalogue")
+                continue
+            organisation = config.incident.organisation
+            if known_organisations is not None and organisation is not None and organisation not in known_organisations:
+                where = _line(line, item, ("incident", "organisation"))
+                problems.append(f"{path}:{where}: rule {config.id}: unknown organisation {organisation!r}")
                 continue
             try:
                 rule = config.build(zones, rules_dir)

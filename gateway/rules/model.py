@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from gateway.devices import Device, DeviceDirectory
 from gateway.events import CANONICAL_FIELDS, Finding, Reading
+from gateway.organisation.calendar import WorkingTime
 from gateway.rules.durations import Duration
 from gateway.rules.expressions import Condition
 from gateway.rules.templates import render
@@ -43,6 +44,15 @@ class IncidentSpec(BaseModel):
     auto_resolve: bool = True
     # After a resolution, the same cause may not open a new incident before this has passed.
     cooldown: Duration = timedelta(0)
+    # Overrides of the service's routing (services.yaml): the organisation, priority and deadlines.
+    organisation: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    priority: Literal["low", "normal", "high", "urgent"] | None = None
+    respond_within: WorkingTime | None = None
+    resolve_within: WorkingTime | None = None
+
+    def handling(self) -> dict[str, Any]:
+        return {key: value for key in ("organisation", "priority", "respond_within", "resolve_within")
+                if (value := getattr(self, key)) is not None}
 
 
 class RuleConfigBase(BaseModel):
@@ -312,7 +322,7 @@ class RuleBase:
             severity=severity or spec.severity, title=render(spec.title, context),
             description=render(spec.description, context), device_id=device_id or device.get("id"),
             lat=lat, lon=lon, address=address if address is not None else device.get("address"),
-            data=dict(data or {}),
+            data=dict(data or {}), handling=spec.handling(),
         )
 
 

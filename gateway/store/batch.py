@@ -18,6 +18,7 @@ from gateway.events import Batch
 from gateway.store.cases import CaseChanges, apply_findings
 from gateway.store.dead_letter import insert_rejections
 from gateway.store.devices import touch_devices
+from gateway.store.organisations import Assigner
 from gateway.store.rule_state import save_rule_states
 from gateway.store.telemetry import insert_readings
 
@@ -44,14 +45,16 @@ class BatchSink(Protocol):
 
 class PostgresSink:
     def __init__(self, pool: AsyncConnectionPool, correlation_distance_m: float = 50.0,
-                 correlation_window_s: float = 86400.0) -> None:
+                 correlation_window_s: float = 86400.0, assign: Assigner | None = None) -> None:
         self.pool = pool
         self.correlation_distance_m = correlation_distance_m
         self.correlation_window_s = correlation_window_s
+        self.assign = assign
 
     async def commit(self, batch: Batch) -> CommitStats:
         try:
-            return await commit_batch(self.pool, batch, self.correlation_distance_m, self.correlation_window_s)
+            return await commit_batch(self.pool, batch, self.correlation_distance_m, self.correlation_window_s,
+                                      self.assign)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(str(exc)) from exc
         except psycopg.Error as exc:
@@ -59,8 +62,9 @@ class PostgresSink:
 
 
 async def commit_batch(pool: AsyncConnectionPool, batch: Batch, correlation_distance_m: float = 50.0,
-                       correlation_window_s: float = 86400.0) -> CommitStats:
-    """`correlation_*`: an incident a rule opens is linked to open citizen reports this near and recent."""
+                       correlation_window_s: float = 86400.0, assign: Assigner | None = None) -> CommitStats:
+    """`correlation_*`: an incident a rule opens is linked to open citizen reports this near and recent;
+    `assign` routes each incident opened to its organisation, with its deadlines."""
     async with pool.connection() as conn, conn.transaction():
         inserted = await insert_readings(conn, batch.readings)
         await insert_rejections(conn, batch.rejections)
@@ -68,7 +72,7 @@ async def commit_batch(pool: AsyncConnectionPool, batch: Batch, correlation_dist
         cases = CaseChanges()
         if batch.findings:
             cases = await apply_findings(conn, batch.findings, correlation_distance_m=correlation_distance_m,
-                                         correlation_window_s=correlation_window_s)
+                                         correlation_window_s=correlation_window_s, assign=assign)
         if batch.states:
             await save_rule_states(conn, batch.states)
     return CommitStats(inserted, len(batch.readings) - inserted, len(batch.rejections), cases)

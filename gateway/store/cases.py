@@ -17,8 +17,9 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from gateway.events import Finding
+from gateway.store.organisations import Assigner
 from gateway.store.queries import query
-from gateway.store.workflow import add_event, follow_linked_after_rule
+from gateway.store.workflow import add_event, follow_linked_after_rule, record_routing
 
 SEVERITY_ORDER = ("info", "minor", "major", "critical")
 RULE_ACTOR = "rule"
@@ -32,9 +33,11 @@ class CaseChanges:
 
 
 async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding], *,
-                         correlation_distance_m: float = 50.0, correlation_window_s: float = 86400) -> CaseChanges:
+                         correlation_distance_m: float = 50.0, correlation_window_s: float = 86400,
+                         assign: Assigner | None = None) -> CaseChanges:
     """Inside the caller's transaction, in the order the rules found them. The correlation bounds are the
-    settings of the same names (these defaults are theirs)."""
+    settings of the same names (these defaults are theirs). `assign` routes each incident opened (from the
+    finding's time, with the rule's overrides): the assignment is in its history."""
     opened: list[str] = []
     resolved: list[str] = []
     repeated = 0
@@ -57,6 +60,10 @@ async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding], *,
                     repeated += 1
                 await _event(cur, incident_id, "created" if created else "occurrence", finding,
                              to_status="open" if created else None)
+                if created and assign is not None:
+                    assignment = assign(finding.service_code, finding.lat, finding.lon, finding.time,
+                                        dict(finding.handling))
+                    await record_routing(conn, incident_id, assignment, f"{RULE_ACTOR}:{finding.rule_id}")
                 if created and finding.lat is not None and finding.lon is not None:
                     await _link_earlier_reports(conn, incident_id, finding, correlation_distance_m,
                                                 timedelta(seconds=correlation_window_s))

@@ -138,7 +138,8 @@ DELETE FROM rule_state WHERE rule_id = %s AND subject = %s;
 SELECT rule_id, subject, state FROM rule_state;
 
 -- name: lock_incident
-SELECT id, status, source, service_code, dedupe_key, linked_to, duplicate_of FROM incidents WHERE id = %(id)s FOR UPDATE;
+SELECT id, status, source, service_code, dedupe_key, linked_to, duplicate_of, organisation_id FROM incidents
+WHERE id = %(id)s FOR UPDATE;
 
 -- name: set_incident_status
 UPDATE incidents
@@ -217,6 +218,9 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(created_from)s::timestamptz IS NULL OR created_at >= %(created_from)s::timestamptz)
   AND (%(created_to)s::timestamptz IS NULL OR created_at < %(created_to)s::timestamptz)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+  AND (%(overdue)s::boolean IS NULL OR (resolve_by < %(now)s AND status NOT IN ('resolved', 'closed')) = %(overdue)s)
+  AND (%(organisation)s::bigint IS NULL OR organisation_id = %(organisation)s::bigint)
+  AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
 ORDER BY id DESC
 LIMIT %(limit)s;
 
@@ -264,16 +268,20 @@ LIMIT %(limit)s;
 -- database's clock. A device incident staff resolve ends on the database's clock: device times are
 -- accepted up to max_future_s ahead of it, and such an incident resolved within that counts as resolved
 -- at once rather than in negative time. The period selects incidents by the same opening time.
-SELECT service_code, source, status, count(*) AS incidents,
+-- Overdue: still open past its resolve_by (as of `now`), or resolved after it.
+SELECT service_code, source, status, organisation, count(*) AS incidents,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY greatest(0, extract(epoch FROM resolved_at - opened_at)))
-           FILTER (WHERE resolved_at IS NOT NULL) AS median_resolve_s
+           FILTER (WHERE resolved_at IS NOT NULL) AS median_resolve_s,
+       count(*) FILTER (WHERE resolve_by < coalesce(resolved_at, closed_at, %(now)s)) AS overdue
 FROM (
-    SELECT service_code, source, status, resolved_at,
-           CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END AS opened_at
-    FROM incidents
+    SELECT i.service_code, i.source, i.status, i.resolved_at, i.closed_at, i.resolve_by,
+           coalesce(o.slug, '') AS organisation,
+           CASE WHEN i.source = 'device_rule' THEN i.first_seen_at ELSE i.created_at END AS opened_at
+    FROM incidents i LEFT JOIN organisations o ON o.id = i.organisation_id
+    WHERE (%(organisations)s::bigint[] IS NULL OR i.organisation_id = ANY(%(organisations)s::bigint[]))
 ) i
 WHERE opened_at >= %(start)s AND opened_at < %(end)s
-GROUP BY GROUPING SETS ((service_code), (source), (status), ())
+GROUP BY GROUPING SETS ((service_code), (source), (status), (organisation), ())
 ORDER BY 1, 2, 3;
 
 -- name: devices_overview
@@ -318,6 +326,7 @@ GROUP BY 1 ORDER BY 1;
 -- name: open_incidents_with_place
 SELECT id, service_code, status, severity, title, source, lat, lon, created_at FROM incidents
 WHERE status NOT IN ('resolved', 'closed') AND lat IS NOT NULL AND lon IS NOT NULL
+  AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
 ORDER BY id DESC LIMIT %(limit)s;
 
 -- name: webhook_cursor
@@ -336,8 +345,10 @@ UPDATE webhook_cursor SET last_event_id = %(event_id)s, updated_at = now() WHERE
 SELECT e.id AS event_id, e.at, e.kind, e.actor, e.from_status, e.to_status, e.note, e.public,
        i.id, i.source, i.service_code, i.status, i.severity, i.title, i.description, i.rule_id, i.device_id,
        i.lat, i.lon, i.address, i.occurrences, i.assigned_to, i.linked_to, i.duplicate_of, i.created_at,
-       i.updated_at
+       i.updated_at, o.slug AS organisation, i.priority, i.respond_by, i.resolve_by,
+       (%(organisation_id)s::bigint IS NULL OR i.organisation_id = %(organisation_id)s::bigint) AS in_scope
 FROM incident_events e JOIN incidents i ON i.id = e.incident_id
+LEFT JOIN organisations o ON o.id = i.organisation_id
 WHERE e.id > %(after)s
 ORDER BY e.id
 LIMIT %(limit)s;
@@ -453,6 +464,7 @@ SELECT device_id, kind FROM devices WHERE last_seen > %(since)s;
 SELECT i.id, i.service_code, i.status, i.severity, i.title, i.source, i.lat, i.lon, i.created_at, e.last_event
 FROM (SELECT incident_id, max(id) AS last_event FROM incident_events WHERE id > %(after)s GROUP BY incident_id) e
 JOIN incidents i ON i.id = e.incident_id
+WHERE (%(organisations)s::bigint[] IS NULL OR i.organisation_id = ANY(%(organisations)s::bigint[]))
 ORDER BY e.last_event;
 
 -- name: console_last_event_id
@@ -460,14 +472,19 @@ SELECT coalesce(max(id), 0) FROM incident_events;
 
 -- name: console_incidents
 -- The console's queue: every filter optional (NULL); sorted by one of a fixed set of orders.
-SELECT id, source, service_code, status, severity, title, device_id, address, assigned_to, occurrences,
-       created_at, updated_at, first_seen_at, lat, lon, linked_to
-FROM incidents
+SELECT i.id, i.source, i.service_code, i.status, i.severity, i.title, i.device_id, i.address, i.assigned_to,
+       i.occurrences, i.created_at, i.updated_at, i.first_seen_at, i.lat, i.lon, i.linked_to, i.priority,
+       i.resolve_by, o.name AS organisation,
+       (i.resolve_by < %(now)s AND i.status NOT IN ('resolved', 'closed')) AS overdue
+FROM incidents i LEFT JOIN organisations o ON o.id = i.organisation_id
 WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
+  AND (%(organisations)s::bigint[] IS NULL OR i.organisation_id = ANY(%(organisations)s::bigint[]))
+  AND (%(organisation)s::bigint IS NULL OR i.organisation_id = %(organisation)s::bigint)
+  AND (NOT %(overdue)s::boolean OR (i.resolve_by < %(now)s AND i.status NOT IN ('resolved', 'closed')))
   AND (%(service_code)s::text IS NULL OR service_code = %(service_code)s::text)
   AND (%(source)s::text IS NULL OR source = %(source)s::text)
   AND (%(assignee)s::text IS NULL OR assigned_to ILIKE '%%' || %(assignee)s::text || '%%')
-  AND (%(created_from)s::timestamptz IS NULL OR created_at >= %(created_from)s::timestamptz)
+  AND (%(created_from)s::timestamptz IS NULL OR i.created_at >= %(created_from)s::timestamptz)
   AND (%(text)s::text IS NULL OR title ILIKE '%%' || %(text)s::text || '%%' OR address ILIKE '%%' || %(text)s::text || '%%')
   -- a district: its outline's polygons (PostgreSQL's own geometric types; lon as x, lat as y)
   AND (%(district)s::polygon[] IS NULL OR (lat IS NOT NULL AND point(lon, lat) <@ ANY(%(district)s::polygon[])))
@@ -479,6 +496,11 @@ LIMIT %(limit)s OFFSET %(offset)s;
 -- name: console_incident_counts
 -- Kept by a trigger on incidents (migration 0008): no count over the whole table per request.
 SELECT status, n FROM incident_status_counts WHERE n > 0;
+
+-- name: console_incident_counts_in_scope
+-- For a partner's members: their organisations' incidents only (a count over those, by its index).
+SELECT status, count(*) AS n FROM incidents WHERE organisation_id = ANY(%(organisations)s::bigint[])
+GROUP BY status;
 
 -- name: console_linked_reports
 SELECT id, source, status, title, created_at, media_url FROM incidents WHERE linked_to = %(id)s ORDER BY id;
@@ -530,10 +552,11 @@ WITH days AS (
     FROM incidents
     WHERE (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) >= %(start)s
       AND (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) < %(end)s
+      AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
     GROUP BY 1
 ), resolved AS (
     SELECT resolved_at::date AS day, count(*) AS n FROM incidents
-    WHERE resolved_at >= %(start)s AND resolved_at < %(end)s GROUP BY 1
+    WHERE resolved_at >= %(start)s AND resolved_at < %(end)s AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[])) GROUP BY 1
 )
 SELECT days.day, coalesce(opened.n, 0) AS opened, coalesce(resolved.n, 0) AS resolved
 FROM days LEFT JOIN opened USING (day) LEFT JOIN resolved USING (day)
@@ -541,12 +564,14 @@ ORDER BY 1;
 
 -- name: console_stats_incidents
 -- The incidents of a period with what the breakdowns need (district is worked out from the position).
-SELECT service_code, source, lat, lon,
+SELECT service_code, source, lat, lon, organisation_id,
+       (resolve_by < coalesce(resolved_at, closed_at, %(now)s)) AS overdue,
        CASE WHEN resolved_at IS NULL THEN NULL ELSE greatest(0, extract(epoch FROM resolved_at -
            CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END)) END AS resolve_s
 FROM incidents
 WHERE (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) >= %(start)s
   AND (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) < %(end)s
+  AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
 LIMIT 200000;
 
 -- name: console_stats_fill
@@ -621,3 +646,53 @@ FROM incidents i
 WHERE i.source = 'device_rule' AND i.rule_id = ANY(%(rule_ids)s::text[]) AND i.first_seen_at < %(until)s
   AND (i.first_seen_at >= %(since)s OR i.resolved_at IS NULL OR i.resolved_at >= %(since)s)
 ORDER BY i.first_seen_at, i.id;
+
+-- The city's organisation ------------------------------------------------------------------------------
+
+-- name: seed_organisation
+-- From organisations.yaml: added when missing; one that exists keeps what the console and the CLI made it.
+INSERT INTO organisations (slug, name, kind, emails, webhook_url)
+VALUES (%(slug)s, %(name)s, %(kind)s, %(emails)s, %(webhook_url)s)
+ON CONFLICT (slug) DO NOTHING
+RETURNING id;
+
+-- name: insert_organisation
+INSERT INTO organisations (slug, name, kind, emails, webhook_url)
+VALUES (%(slug)s, %(name)s, %(kind)s, %(emails)s, %(webhook_url)s)
+ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, emails = EXCLUDED.emails,
+    webhook_url = COALESCE(EXCLUDED.webhook_url, organisations.webhook_url)
+RETURNING id, (xmax = 0) AS created;
+
+-- name: all_organisations
+SELECT id, slug, name, kind, emails, webhook_url FROM organisations ORDER BY slug;
+
+-- name: set_organisation_member
+INSERT INTO organisation_members (organisation_id, user_id, role)
+SELECT o.id, u.id, %(role)s FROM organisations o, users u WHERE o.slug = %(slug)s AND u.name = %(user)s
+ON CONFLICT (organisation_id, user_id) DO UPDATE SET role = EXCLUDED.role
+RETURNING organisation_id;
+
+-- name: remove_organisation_member
+DELETE FROM organisation_members m USING organisations o, users u
+WHERE m.organisation_id = o.id AND m.user_id = u.id AND o.slug = %(slug)s AND u.name = %(user)s
+RETURNING m.organisation_id;
+
+-- name: organisation_members
+SELECT o.slug, u.name, m.role FROM organisation_members m
+JOIN organisations o ON o.id = m.organisation_id JOIN users u ON u.id = m.user_id
+ORDER BY o.slug, u.name;
+
+-- name: user_memberships
+SELECT o.id, o.slug, o.kind, m.role FROM organisation_members m JOIN organisations o ON o.id = m.organisation_id
+WHERE m.user_id = %(user_id)s ORDER BY o.id;
+
+-- name: route_incident
+UPDATE incidents SET organisation_id = %(organisation_id)s, priority = %(priority)s, respond_by = %(respond_by)s,
+    resolve_by = %(resolve_by)s
+WHERE id = %(id)s;
+
+-- name: incident_organisation
+SELECT organisation_id FROM incidents WHERE id = %(id)s;
+
+-- name: reassign_incident
+UPDATE incidents SET organisation_id = %(organisation_id)s, updated_at = now() WHERE id = %(id)s;

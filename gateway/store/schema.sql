@@ -141,6 +141,18 @@ CREATE INDEX rejected_messages_received_at_idx ON rejected_messages (received_at
 CREATE INDEX rejected_messages_reason_idx ON rejected_messages (reason, received_at);
 
 
+-- Departments and partner entities; incidents are routed to one of them.
+CREATE TABLE organisations (
+    id          bigserial PRIMARY KEY,
+    slug        text NOT NULL UNIQUE CHECK (slug ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
+    name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    kind        text NOT NULL CHECK (kind IN ('department', 'partner')),
+    emails      text[] NOT NULL DEFAULT '{}',
+    -- a partner's own webhook: it receives the changes of the incidents routed to it, and nothing else
+    webhook_url text,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE incidents (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     source          text NOT NULL CHECK (source IN ('citizen', 'staff', 'partner', 'device_rule')),
@@ -175,7 +187,14 @@ CREATE TABLE incidents (
     linked_to       bigint REFERENCES incidents (id),
     -- what Open311 calls it (NULL: its service's name); title and description are internal for device
     -- incidents, rendered from device and household attributes
-    public_title    text
+    public_title    text,
+    -- where it is routed, how urgent, and its deadlines on the working-hours calendar
+    organisation_id  bigint REFERENCES organisations (id),
+    priority         text CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
+    respond_by       timestamptz,
+    resolve_by       timestamptz,
+    -- the reporter's private follow link: only its SHA-256 is kept
+    follow_token_hash bytea
 );
 CREATE UNIQUE INDEX incidents_one_open_per_cause ON incidents (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status NOT IN ('resolved', 'closed');
@@ -183,6 +202,10 @@ CREATE INDEX incidents_status_idx ON incidents (status, created_at);
 CREATE INDEX incidents_service_code_idx ON incidents (service_code, created_at);
 CREATE INDEX incidents_device_idx ON incidents (device_id, created_at);
 CREATE INDEX incidents_linked_to_idx ON incidents (linked_to) WHERE linked_to IS NOT NULL;
+CREATE INDEX incidents_organisation_idx ON incidents (organisation_id, id);
+CREATE INDEX incidents_open_resolve_by_idx ON incidents (resolve_by)
+    WHERE resolve_by IS NOT NULL AND status NOT IN ('resolved', 'closed');
+CREATE UNIQUE INDEX incidents_follow_token_idx ON incidents (follow_token_hash) WHERE follow_token_hash IS NOT NULL;
 CREATE INDEX incidents_open_place_idx ON incidents (service_code, lat, lon) WHERE status NOT IN ('resolved', 'closed');
 
 CREATE TABLE incident_events (
@@ -283,3 +306,45 @@ CREATE TRIGGER incidents_count_delete AFTER DELETE ON incidents REFERENCING OLD 
     FOR EACH STATEMENT EXECUTE FUNCTION wastegate_count_incident_status();
 
 CREATE INDEX incidents_open_id_idx ON incidents (id) WHERE status NOT IN ('resolved', 'closed');
+
+-- Members of organisations (console users), with their role in each.
+CREATE TABLE organisation_members (
+    organisation_id  bigint NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    user_id          bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role             text NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    PRIMARY KEY (organisation_id, user_id)
+);
+CREATE INDEX organisation_members_user_idx ON organisation_members (user_id);
+
+-- E-mail waiting to go, sent, or refused: composed from incident_events past `mail_cursor` (as webhooks
+-- read them), so a mail server that is down holds mail here and never slows ingestion.
+CREATE TABLE mail_outbox (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    kind             text NOT NULL CHECK (kind IN ('assigned', 'receipt', 'status', 'closed', 'digest')),
+    incident_id      bigint REFERENCES incidents (id) ON DELETE SET NULL,
+    organisation_id  bigint REFERENCES organisations (id) ON DELETE SET NULL,
+    recipients       text[] NOT NULL,
+    subject          text NOT NULL,
+    body_text        text NOT NULL,
+    body_html        text NOT NULL,
+    status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    last_error       text,
+    refused          jsonb NOT NULL DEFAULT '{}'::jsonb,
+    sent_at          timestamptz
+);
+CREATE INDEX mail_outbox_pending_idx ON mail_outbox (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX mail_outbox_incident_idx ON mail_outbox (incident_id);
+
+CREATE TABLE mail_cursor (
+    name           text PRIMARY KEY,
+    last_event_id  bigint NOT NULL,
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE mail_digests (
+    organisation_id  bigint NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    day              date NOT NULL,
+    PRIMARY KEY (organisation_id, day)
+);

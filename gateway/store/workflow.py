@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from gateway.store.organisations import Assigner, Assignment, record_assignment
 from gateway.store.queries import query
 
 OPEN_STATUSES = ("open", "acknowledged", "assigned", "in_progress")
@@ -53,8 +54,8 @@ class NewReport:
 
 
 async def create_report(conn: AsyncConnection, report: NewReport, now: datetime, link_within_m: float,
-                        link_window: timedelta) -> tuple[int, int | None]:
-    """Stores a report; returns its id and the device incident it was linked to, if any."""
+                        link_window: timedelta, assign: Assigner | None = None) -> tuple[int, int | None]:
+    """Stores a report, routed by `assign`; returns its id and the device incident it was linked to, if any."""
     linked_to = None
     if report.lat is not None and report.lon is not None:
         async with conn.cursor() as cur:
@@ -74,6 +75,8 @@ async def create_report(conn: AsyncConnection, report: NewReport, now: datetime,
         assert row is not None
         incident_id = int(row[0])
     await add_event(conn, incident_id, "created", report.source, to_status="open")
+    if assign is not None:
+        await record_routing(conn, incident_id, assign(report.service_code, report.lat, report.lon, now), "system")
     if linked_to is not None:
         await add_event(conn, incident_id, "link", "system", note=f"linked to incident {linked_to}",
                         data={"linked_to": linked_to})
@@ -110,6 +113,41 @@ async def transition(conn: AsyncConnection, incident_id: int, action: str, actor
             await add_event(conn, current["linked_to"], "link", actor,
                             note=f"linked citizen report {incident_id} {target}", data={"report": incident_id})
     return target
+
+
+async def incident_organisation(conn: AsyncConnection, incident_id: int) -> int | None:
+    """The organisation an incident is routed to; IncidentNotFound when there is no such incident."""
+    async with conn.cursor() as cur:
+        await cur.execute(query("incident_organisation"), {"id": incident_id})
+        row = await cur.fetchone()
+    if row is None:
+        raise IncidentNotFound(f"no incident {incident_id}")
+    return int(row[0]) if row[0] is not None else None
+
+
+async def record_routing(conn: AsyncConnection, incident_id: int, assignment: Assignment, actor: str) -> None:
+    """A new incident's organisation, priority and deadlines, and the history's line saying so."""
+    await record_assignment(conn, incident_id, assignment)
+    await add_event(conn, incident_id, "assignment", actor, note=f"routed to {assignment.organisation or 'nobody'}",
+                    data={"organisation": assignment.organisation, "priority": assignment.priority,
+                          "respond_by": assignment.respond_by.isoformat() if assignment.respond_by else None,
+                          "resolve_by": assignment.resolve_by.isoformat() if assignment.resolve_by else None,
+                          "routed": True}, public=False)
+
+
+async def reassign(conn: AsyncConnection, incident_id: int, organisation_id: int, organisation: str, actor: str,
+                   reason: str) -> None:
+    """To another organisation, with the reason, in the history (its deadlines stay: they run from when
+    the incident was registered)."""
+    if not reason.strip():
+        raise TransitionRefused("reassigning to another organisation needs a reason")
+    current = await _lock(conn, incident_id)
+    if current["organisation_id"] == organisation_id:
+        raise TransitionRefused(f"the incident is already with {organisation}")
+    await conn.execute(query("reassign_incident"), {"id": incident_id, "organisation_id": organisation_id})
+    await add_event(conn, incident_id, "assignment", actor, note=reason,
+                    data={"organisation": organisation, "from_organisation_id": current["organisation_id"],
+                          "reason": reason}, public=False)
 
 
 async def _follow_linked(conn: AsyncConnection, incident_id: int, target: str, actor: str) -> None:

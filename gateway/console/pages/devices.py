@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from gateway.api.context import ApiContext
 from gateway.console.charts import Series, line_chart
 from gateway.console.i18n import translations
-from gateway.console.session import ConsoleError, Page, context_of
+from gateway.console.session import CityPage, ConsoleError, context_of
 from gateway.console.templating import render
 from gateway.devices import reporting_status
 from gateway.store.queries import query
@@ -41,7 +41,7 @@ def _status(api: ApiContext, row: dict[str, Any], now: datetime) -> list[str]:
 
 @router.get("/devices")
 async def device_list(
-    request: Request, user: Page,
+    request: Request, user: CityPage,
     q: Annotated[str, Query(max_length=200)] = "",
     kind: Annotated[str, Query(max_length=100)] = "",
     status: Annotated[Literal["", "reporting", "silent", "never_seen", "battery_low"], Query()] = "",
@@ -62,7 +62,7 @@ async def device_list(
 
 @router.get("/devices/{device_id}")
 async def device_page(
-    request: Request, user: Page, device_id: DeviceId,
+    request: Request, user: CityPage, device_id: DeviceId,
     range_: Annotated[Literal["1d", "7d", "30d", "365d"], Query(alias="range")] = "1d",
     day: Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2100, 1, 1))] = None,
 ) -> Response:
@@ -95,7 +95,7 @@ async def device_page(
 
 @router.get("/devices/{device_id}/route.json")
 async def route(
-    request: Request, user: Page, device_id: DeviceId,
+    request: Request, user: CityPage, device_id: DeviceId,
     day: Annotated[date, Query(ge=date(2000, 1, 1), le=date(2100, 1, 1))],
 ) -> JSONResponse:
     """A day's positions (thinned to at most ROUTE_POINTS) and bin lifts of one truck, in UTC days."""

@@ -17,6 +17,8 @@ from gateway.console.districts import outlines
 from gateway.console.i18n import translations
 from gateway.console.session import ConsoleError, OperatorPage, Page, check_csrf, context_of
 from gateway.console.templating import render
+from gateway.organisation.scope import NotPermitted, require_in_scope
+from gateway.store.organisations import Organisation
 from gateway.store.queries import query
 from gateway.store.workflow import (
     OPEN_STATUSES,
@@ -27,6 +29,7 @@ from gateway.store.workflow import (
     comment,
     create_report,
     mark_duplicate,
+    reassign,
     transition,
 )
 
@@ -58,6 +61,8 @@ async def queue(
     age: Annotated[Literal["", "1d", "7d", "30d"], Query()] = "",
     text: Annotated[str, Query(max_length=200)] = "",
     district: Annotated[str, Query(max_length=200)] = "",
+    organisation: Annotated[str, Query(max_length=64)] = "",
+    overdue: Annotated[bool, Query()] = False,
     sort: Annotated[Literal["newest", "oldest", "severity", "activity"], Query()] = "newest",
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
@@ -66,21 +71,40 @@ async def queue(
     if district and district not in districts:
         _ = translations(request.state.language).gettext
         raise ConsoleError(400, _("There is no district %(name)s.") % {"name": district})
+    visible = _organisations(request)
+    organisation_id = None
+    if organisation:
+        found = next((org for org in visible if org.slug == organisation), None)
+        if found is None:
+            _ = translations(request.state.language).gettext
+            raise ConsoleError(400, _("There is no organisation %(name)s.") % {"name": organisation})
+        organisation_id = found.id
     statuses = list(OPEN_STATUSES) if status == "open_any" else [status] if status else None
     params = {"status": statuses, "service_code": service_code or None, "source": source or None,
               "assignee": assignee or None, "created_from": api.clock() - AGES[age] if age else None,
               "text": text or None, "district": districts[district] if district else None,
-              "limit": PAGE_SIZE + 1, "offset": (page - 1) * PAGE_SIZE}
+              "limit": PAGE_SIZE + 1, "offset": (page - 1) * PAGE_SIZE, "now": api.clock(),
+              "organisations": user.scope.organisations, "organisation": organisation_id, "overdue": overdue}
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("console_incidents").replace("ORDER_BY", ORDERS[sort]), params)
         rows = await cur.fetchall()
-        await cur.execute(query("console_incident_counts"))
+        if user.scope.is_city:
+            await cur.execute(query("console_incident_counts"))
+        else:
+            await cur.execute(query("console_incident_counts_in_scope"), {"organisations": user.scope.organisations})
         counts = {row["status"]: row["n"] for row in await cur.fetchall()}
     filters = {"status": status, "service_code": service_code, "source": source, "assignee": assignee, "age": age,
-               "text": text, "district": district, "sort": sort}
+               "text": text, "district": district, "sort": sort, "organisation": organisation, "overdue": overdue}
     return render(request, "incidents.html", incidents=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
                   counts=counts, statuses=STATUSES, sources=SOURCES, sorts=SORTS, filters=filters,
-                  services=api.catalogue.services, districts=sorted(districts))
+                  services=api.catalogue.services, districts=sorted(districts), organisations=visible)
+
+
+def _organisations(request: Request) -> list[Organisation]:
+    """The organisations the signed-in user may see (a partner's members: their own)."""
+    api = context_of(request)
+    user = request.state.user
+    return [org for org in (api.organisation.organisations if api.organisation else []) if user.scope.covers(org.id)]
 
 
 @router.get("/incidents/new")
@@ -132,7 +156,8 @@ async def new_report(
                        address.strip() or None, None, {}, {k: v for k, v in reporter.items() if v})
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, _linked = await create_report(conn, report, api.clock(), api.settings.correlation_distance_m,
-                                                   timedelta(seconds=api.settings.correlation_window_s))
+                                                   timedelta(seconds=api.settings.correlation_window_s),
+                                                   api.organisation.router if api.organisation else None)
     return RedirectResponse(f"/console/incidents/{incident_id}", status_code=303)
 
 
@@ -148,7 +173,7 @@ async def _detail(request: Request, incident_id: int, error: str | None = None, 
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("incident_by_id"), {"id": incident_id})
         incident = await cur.fetchone()
-        if incident is None:
+        if incident is None or not request.state.user.scope.covers(incident["organisation_id"]):
             raise ConsoleError(404, _("There is no incident %(id)s.") % {"id": incident_id})
         await cur.execute(query("incident_events"), {"id": incident_id, "public_only": False})
         events = await cur.fetchall()
@@ -166,9 +191,17 @@ async def _detail(request: Request, incident_id: int, error: str | None = None, 
             chart = line_chart(Series(points, field, unit), marker=opened)
     reporter = incident.get("reporter") if user_may(request, "operator") else None
     actions = [name for name, (allowed, _target) in TRANSITIONS.items() if incident["status"] in allowed]
+    user = request.state.user
+    may_act = user.scope.may("operator", incident["organisation_id"], user.role)
+    organisation = next((org for org in (api.organisation.organisations if api.organisation else [])
+                         if org.id == incident["organisation_id"]), None)
+    overdue = (incident["resolve_by"] is not None and incident["status"] not in ("resolved", "closed")
+               and incident["resolve_by"] < api.clock())
+    all_organisations = api.organisation.organisations if api.organisation else []
     return render(request, "incident.html", status_code=status_code, incident=incident, events=events,
-                  linked=linked, chart=chart, reporter=reporter, actions=actions, error=error, notice=notice,
-                  tiles_url=api.settings.map_tiles_url)
+                  linked=linked, chart=chart, reporter=reporter, actions=actions if may_act else [], error=error,
+                  notice=notice, tiles_url=api.settings.map_tiles_url, may_act=may_act, organisation=organisation,
+                  overdue=overdue, organisations=all_organisations)
 
 
 def user_may(request: Request, role: str) -> bool:
@@ -176,14 +209,19 @@ def user_may(request: Request, role: str) -> bool:
     return bool(user and user.may(role))
 
 
-async def _act(request: Request, incident_id: int, work: Any) -> Response:
+async def _act(request: Request, incident_id: int, work: Any, *others: int) -> Response:
     api = context_of(request)
     _ = translations(request.state.language).gettext
+    user = request.state.user
     try:
         async with api.pool.connection() as conn, conn.transaction():
+            for checked in (incident_id, *others):
+                await require_in_scope(conn, checked, user.scope, "operator", user.role)
             await work(conn)
     except IncidentNotFound:
         raise ConsoleError(404, _("There is no incident %(id)s.") % {"id": incident_id}) from None
+    except NotPermitted:
+        raise ConsoleError(403, _("This needs the %(role)s role.") % {"role": "operator"}) from None
     except TransitionRefused as exc:
         return await _detail(request, incident_id, error=str(exc), status_code=409)
     return RedirectResponse(f"/console/incidents/{incident_id}", status_code=303)
@@ -237,5 +275,29 @@ async def duplicate(
 
     async def work(conn: Any) -> None:
         await mark_duplicate(conn, incident_id, of, user.actor)
+
+    return await _act(request, incident_id, work, of)
+
+
+@router.post("/incidents/{incident_id}/reassign")
+async def reassign_to(
+    request: Request, user: OperatorPage, incident_id: IncidentId,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    organisation: Annotated[str, Form(max_length=64)] = "",
+    reason: Annotated[str, Form(max_length=4000)] = "",
+) -> Response:
+    check_csrf(request, csrf_token)
+    api = context_of(request)
+    _ = translations(request.state.language).gettext
+    target = next((org for org in (api.organisation.organisations if api.organisation else [])
+                   if org.slug == organisation), None)
+    if target is None:
+        return await _detail(request, incident_id, error=_("Choose an organisation."), status_code=400)
+    if not reason.strip():
+        return await _detail(request, incident_id, error=_("Say why it goes to another organisation."),
+                             status_code=400)
+
+    async def work(conn: Any) -> None:
+        await reassign(conn, incident_id, target.id, target.slug, user.actor, reason.strip())
 
     return await _act(request, incident_id, work)

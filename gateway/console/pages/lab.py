@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.api.bounds import Text, Time
 from gateway.api.rules import MAX_RULE_TEXT, history_end, jobs_of, resolve_range
 from gateway.console.i18n import translations
-from gateway.console.session import ConsoleError, OperatorPage, check_csrf, context_of
+from gateway.console.session import CityOperatorPage, ConsoleError, check_csrf, context_of
 from gateway.console.templating import render
 from gateway.lab.backtest import BacktestError, check_rule_text
 from gateway.lab.jobs import CANDIDATE, DEPLOYED, JobsBusy, lab_plan
@@ -48,7 +48,7 @@ def _rule_files(request: Request) -> list[str]:
 
 
 @router.get("/lab")
-async def lab_page(request: Request, user: OperatorPage,
+async def lab_page(request: Request, user: CityOperatorPage,
                    file: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     files = _rule_files(request)
     _ = translations(request.state.language).gettext
@@ -84,7 +84,7 @@ def _refusal(refused: _Refused) -> JSONResponse:
 
 
 @router.post("/lab/check")
-async def lab_check(request: Request, user: OperatorPage) -> JSONResponse:
+async def lab_check(request: Request, user: CityOperatorPage) -> JSONResponse:
     try:
         body: LabCheck = await _json_body(request, LabCheck)
     except _Refused as refused:
@@ -96,7 +96,7 @@ async def lab_check(request: Request, user: OperatorPage) -> JSONResponse:
 
 
 @router.post("/lab/run")
-async def lab_run(request: Request, user: OperatorPage) -> JSONResponse:
+async def lab_run(request: Request, user: CityOperatorPage) -> JSONResponse:
     try:
         body: LabRun = await _json_body(request, LabRun)
         api = context_of(request)
@@ -121,7 +121,7 @@ async def lab_run(request: Request, user: OperatorPage) -> JSONResponse:
 
 
 @router.get("/lab/jobs/{job_id}")
-async def lab_job(request: Request, user: OperatorPage,
+async def lab_job(request: Request, user: CityOperatorPage,
                   job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]) -> JSONResponse:
     job = jobs_of(request).get(job_id)
     if job is None:

@@ -20,6 +20,7 @@ from gateway.api.context import ApiContext
 from gateway.console.session import Page, context_of
 from gateway.console.templating import render
 from gateway.devices import reporting_status
+from gateway.organisation.scope import Scope
 from gateway.store.queries import query
 
 router = APIRouter()
@@ -47,7 +48,7 @@ async def map_page(request: Request, user: Page) -> Response:
 async def map_data(request: Request, user: Page) -> JSONResponse:
     api = context_of(request)
     async with api.pool.connection() as conn:
-        data = await _snapshot(conn, None, api)
+        data = await _snapshot(conn, None, api, user.scope)
         data["zones"] = {name: json.loads(path.read_text(encoding="utf-8"))
                          for name, path in sorted(_zone_files(request).items())}
         data["cursor"] = await _last_event(conn)
@@ -73,7 +74,7 @@ async def live(request: Request, user: Page,
             # the gateway's injected one); a batch received just before a poll may commit just after it.
             polled_at = _wall_clock() - COMMIT_MARGIN
             async with api.pool.connection() as conn:
-                changed = await _changed(conn, since, cursor, api)
+                changed = await _changed(conn, since, cursor, api, user.scope)
             since = polled_at
             if changed["incidents"]:
                 cursor = max(i["last_event"] for i in changed["incidents"])
@@ -88,7 +89,17 @@ async def live(request: Request, user: Page,
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def _snapshot(conn: AsyncConnection, device_ids: list[str] | None, api: ApiContext) -> dict[str, Any]:
+async def _snapshot(conn: AsyncConnection, device_ids: list[str] | None, api: ApiContext,
+                    scope: Scope) -> dict[str, Any]:
+    """A partner's members see their incidents on the map, not the city's fleet and containers."""
+    if not scope.is_city:
+        own: list[dict[str, Any]] = []
+        if device_ids is None:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query("open_incidents_with_place"),
+                                  {"limit": 5000, "organisations": scope.organisations})
+                own = await cur.fetchall()
+        return {"trucks": [], "containers": [], "incidents": own}
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("console_open_incidents_by_device"))
         open_by_device = {row["device_id"]: row["service_codes"] for row in await cur.fetchall()}
@@ -98,7 +109,7 @@ async def _snapshot(conn: AsyncConnection, device_ids: list[str] | None, api: Ap
         containers = await cur.fetchall()
         incidents: list[dict[str, Any]] = []
         if device_ids is None:
-            await cur.execute(query("open_incidents_with_place"), {"limit": 5000})
+            await cur.execute(query("open_incidents_with_place"), {"limit": 5000, "organisations": None})
             incidents = await cur.fetchall()
     now = api.clock()
     for container in containers:
@@ -108,13 +119,17 @@ async def _snapshot(conn: AsyncConnection, device_ids: list[str] | None, api: Ap
     return {"trucks": trucks, "containers": containers, "incidents": incidents}
 
 
-async def _changed(conn: AsyncConnection, since: datetime, cursor: int, api: ApiContext) -> dict[str, Any]:
+async def _changed(conn: AsyncConnection, since: datetime, cursor: int, api: ApiContext,
+                   scope: Scope) -> dict[str, Any]:
+    seen: list[str] = []
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("console_devices_seen_since"), {"since": since})
-        seen = [row["device_id"] for row in await cur.fetchall()]
-        await cur.execute(query("console_incidents_changed_since"), {"after": cursor})
+        if scope.is_city:
+            await cur.execute(query("console_devices_seen_since"), {"since": since})
+            seen = [row["device_id"] for row in await cur.fetchall()]
+        await cur.execute(query("console_incidents_changed_since"),
+                          {"after": cursor, "organisations": scope.organisations})
         incidents = await cur.fetchall()
-    changed = await _snapshot(conn, seen, api) if seen else {"trucks": [], "containers": []}
+    changed = await _snapshot(conn, seen, api, scope) if seen else {"trucks": [], "containers": []}
     changed["incidents"] = incidents
     changed["devices_seen"] = seen
     return changed

@@ -21,8 +21,10 @@ from shapely.geometry import Point
 from gateway.api.context import ApiContext
 from gateway.console.charts import Series, bar_chart, line_chart
 from gateway.console.districts import districts
-from gateway.console.session import Page, context_of
+from gateway.console.i18n import translations
+from gateway.console.session import ConsoleError, Page, context_of
 from gateway.console.templating import render
+from gateway.organisation.scope import Scope
 from gateway.store.queries import query
 
 router = APIRouter()
@@ -32,20 +34,34 @@ Period = Annotated[Literal["7d", "30d", "90d", "365d"], Query()]
 Table = list[tuple[Any, ...]]
 
 
-async def _tables(api: ApiContext, period: str) -> dict[str, tuple[tuple[str, ...], Table]]:
-    """Every table behind the page: name → (header, rows)."""
+# About the city's devices as a whole: not shown to a partner's members.
+CITY_TABLES = ("fill_levels", "collections")
+
+
+async def _tables(api: ApiContext, period: str, scope: Scope) -> dict[str, tuple[tuple[str, ...], Table]]:
+    """Every table behind the page: name → (header, rows), of the incidents within `scope`."""
     end = api.clock()
     start = end - PERIODS[period]
-    params = {"start": start, "end": end}
+    params = {"start": start, "end": end, "now": end, "organisations": scope.organisations}
+    fill: list[dict[str, Any]] = []
+    collections: list[dict[str, Any]] = []
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("console_stats_per_day"), params)
         per_day = await cur.fetchall()
         await cur.execute(query("console_stats_incidents"), params)
         incidents = await cur.fetchall()
-        await cur.execute(query("console_stats_fill"))
-        fill = await cur.fetchall()
-        await cur.execute(query("console_stats_collections"), params)
-        collections = await cur.fetchall()
+        if scope.is_city:
+            await cur.execute(query("console_stats_fill"))
+            fill = await cur.fetchall()
+            await cur.execute(query("console_stats_collections"), params)
+            collections = await cur.fetchall()
+    names = {org.id: org.slug for org in (api.organisation.organisations if api.organisation else [])}
+    by_organisation: Counter[str] = Counter()
+    overdue: Counter[str] = Counter()
+    for incident in incidents:
+        slug = names.get(incident["organisation_id"], "") if incident["organisation_id"] else ""
+        by_organisation[slug] += 1
+        overdue[slug] += bool(incident["overdue"])
     districts = _districts(api, incidents)
     resolve = [float(i["resolve_s"]) for i in incidents if i["resolve_s"] is not None]
     times = [("median", _hours(statistics.median(resolve)) if resolve else None),
@@ -56,6 +72,8 @@ async def _tables(api: ApiContext, period: str) -> dict[str, tuple[tuple[str, ..
         "by_category": (("service_code", "incidents"), Counter(i["service_code"] for i in incidents).most_common()),
         "by_source": (("source", "incidents"), Counter(i["source"] for i in incidents).most_common()),
         "by_district": (("district", "incidents"), districts.most_common()),
+        "by_organisation": (("organisation", "incidents", "overdue"),
+                            [(slug, n, overdue[slug]) for slug, n in by_organisation.most_common()]),
         "time_to_resolve": (("measure", "hours"), times),
         "fill_levels": (("fill_pct_from", "containers"), [((r["bucket"] - 1) * 10, r["containers"]) for r in fill]),
         "collections": (("day", "lifted", "missed"),
@@ -66,7 +84,7 @@ async def _tables(api: ApiContext, period: str) -> dict[str, tuple[tuple[str, ..
 @router.get("/stats")
 async def stats_page(request: Request, user: Page, period: Period = "30d") -> Response:
     api = context_of(request)
-    tables = await _tables(api, period)
+    tables = await _tables(api, period, user.scope)
     charts: dict[str, Markup] = {}
     per_day = tables["per_day"][1]
     days = [datetime.fromisoformat(day) for day, _, _ in per_day]
@@ -75,21 +93,27 @@ async def stats_page(request: Request, user: Page, period: Period = "30d") -> Re
                                                    "resolved"))
     for name in ("by_category", "by_source", "by_district"):
         charts[name] = bar_chart([(str(k), float(v)) for k, v in tables[name][1]], name)
+    charts["by_organisation"] = bar_chart([(k or "–", float(v)) for k, v, _ in tables["by_organisation"][1]],
+                                          "by_organisation")
     charts["fill_levels"] = bar_chart([(f"{k}–{k + 10} %", float(v)) for k, v in tables["fill_levels"][1]],
                                       "fill_levels")
     collections = tables["collections"][1]
     charts["collections"] = bar_chart([(f"{day} ✓", float(lifted)) for day, lifted, _ in collections][-14:]
                                       + [(f"{day} ✗", float(missed)) for day, _, missed in collections][-14:],
                                       "collections")
-    return render(request, "stats.html", charts=charts, tables=tables, period=period, periods=list(PERIODS))
+    return render(request, "stats.html", charts=charts, tables=tables, period=period, periods=list(PERIODS),
+                  city=user.scope.is_city)
 
 
 @router.get("/stats/{name}.csv")
 async def stats_csv(request: Request, user: Page,
-                    name: Annotated[Literal["per_day", "by_category", "by_source", "by_district", "time_to_resolve",
-                                            "fill_levels", "collections"], Path()],
+                    name: Annotated[Literal["per_day", "by_category", "by_source", "by_district", "by_organisation",
+                                            "time_to_resolve", "fill_levels", "collections"], Path()],
                     period: Period = "30d") -> Response:
-    header, rows = (await _tables(context_of(request), period))[name]
+    if name in CITY_TABLES and not user.scope.is_city:
+        _ = translations(request.state.language).gettext
+        raise ConsoleError(404, _("There is no such page."))
+    header, rows = (await _tables(context_of(request), period, user.scope))[name]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)

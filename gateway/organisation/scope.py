@@ -1,0 +1,70 @@
+"""What a signed-in user or an API token may see: the whole city, or, for the members of partner
+entities, only the incidents routed to their organisations (with their role in each). Everything outside
+a scope answers 404, as if it did not exist."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from psycopg import AsyncConnection
+
+from gateway.store.organisations import Membership
+from gateway.store.workflow import IncidentNotFound, incident_organisation
+
+ROLES = ("viewer", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class Scope:
+    # None: the whole city. Otherwise the organisations' ids, each with the role held in it.
+    roles: Mapping[int, str] | None = field(default=None)
+
+    @property
+    def is_city(self) -> bool:
+        return self.roles is None
+
+    @property
+    def organisations(self) -> list[int] | None:
+        """For queries: NULL (everything) or the ids an incident's organisation must be among."""
+        return None if self.roles is None else sorted(self.roles)
+
+    def covers(self, organisation_id: int | None) -> bool:
+        return self.roles is None or (organisation_id is not None and organisation_id in self.roles)
+
+    def may(self, role: str, organisation_id: int | None, city_role: str) -> bool:
+        """Whether the role is held where the incident is: the user's own role city-wide, else the role
+        in the incident's organisation."""
+        held = city_role if self.roles is None else self.roles.get(organisation_id or -1)
+        return held is not None and ROLES.index(held) >= ROLES.index(role)
+
+    def best_role(self, city_role: str) -> str:
+        if self.roles is None or not self.roles:
+            return city_role
+        return max(self.roles.values(), key=ROLES.index)
+
+
+CITY = Scope()
+
+
+def scope_of(memberships: Iterable[Membership]) -> Scope:
+    """A member of partner entities only is kept to them; city staff (members of a department, or of no
+    organisation) see the whole city."""
+    found = list(memberships)
+    if not found or any(m.kind == "department" for m in found):
+        return CITY
+    return Scope({m.organisation_id: m.role for m in found})
+
+
+class NotPermitted(PermissionError):
+    """In scope, but the role held in the incident's organisation is not enough (HTTP 403)."""
+
+
+async def require_in_scope(conn: AsyncConnection, incident_id: int, scope: Scope, role: str, city_role: str) -> None:
+    """An incident outside the scope does not exist (IncidentNotFound: 404); inside it, the role held in
+    its organisation must be enough (NotPermitted: 403)."""
+    organisation_id = await incident_organisation(conn, incident_id)
+    if not scope.covers(organisation_id):
+        raise IncidentNotFound(f"no incident {incident_id}")
+    if not scope.may(role, organisation_id, city_role):
+        raise NotPermitted(f"this needs the {role} role in the incident's organisation")

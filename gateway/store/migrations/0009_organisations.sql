@@ -1,0 +1,67 @@
+-- 0009: the city's organisation. Departments and partner entities, their members (console users, a role
+-- in each), the organisation each incident is routed to with its priority and deadlines, and the e-mail
+-- outbox (mail is composed from incident_events past a cursor, as webhooks are, then sent from here).
+CREATE TABLE organisations (
+    id          bigserial PRIMARY KEY,
+    slug        text NOT NULL UNIQUE CHECK (slug ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
+    name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    kind        text NOT NULL CHECK (kind IN ('department', 'partner')),
+    emails      text[] NOT NULL DEFAULT '{}',
+    -- a partner's own webhook: it receives the changes of the incidents routed to it, and nothing else
+    webhook_url text,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE organisation_members (
+    organisation_id  bigint NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    user_id          bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role             text NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    PRIMARY KEY (organisation_id, user_id)
+);
+CREATE INDEX organisation_members_user_idx ON organisation_members (user_id);
+
+ALTER TABLE incidents
+    ADD COLUMN organisation_id  bigint REFERENCES organisations (id),
+    ADD COLUMN priority         text CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
+    -- deadlines on the working-hours calendar, from when the incident was registered
+    ADD COLUMN respond_by       timestamptz,
+    ADD COLUMN resolve_by       timestamptz,
+    -- the reporter's private follow link: only its SHA-256 is kept
+    ADD COLUMN follow_token_hash bytea;
+CREATE INDEX incidents_organisation_idx ON incidents (organisation_id, id);
+CREATE INDEX incidents_open_resolve_by_idx ON incidents (resolve_by)
+    WHERE resolve_by IS NOT NULL AND status NOT IN ('resolved', 'closed');
+CREATE UNIQUE INDEX incidents_follow_token_idx ON incidents (follow_token_hash) WHERE follow_token_hash IS NOT NULL;
+
+CREATE TABLE mail_outbox (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    kind             text NOT NULL CHECK (kind IN ('assigned', 'receipt', 'status', 'closed', 'digest')),
+    incident_id      bigint REFERENCES incidents (id) ON DELETE SET NULL,
+    organisation_id  bigint REFERENCES organisations (id) ON DELETE SET NULL,
+    recipients       text[] NOT NULL,
+    subject          text NOT NULL,
+    body_text        text NOT NULL,
+    body_html        text NOT NULL,
+    status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    last_error       text,
+    -- recipients the server refused (bounced at SMTP time), with its answer
+    refused          jsonb NOT NULL DEFAULT '{}'::jsonb,
+    sent_at          timestamptz
+);
+CREATE INDEX mail_outbox_pending_idx ON mail_outbox (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX mail_outbox_incident_idx ON mail_outbox (incident_id);
+
+-- How far the mail composer has read incident_events, and the day each organisation's digest went out.
+CREATE TABLE mail_cursor (
+    name           text PRIMARY KEY,
+    last_event_id  bigint NOT NULL,
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE mail_digests (
+    organisation_id  bigint NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    day              date NOT NULL,
+    PRIMARY KEY (organisation_id, day)
+);
