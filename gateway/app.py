@@ -22,6 +22,8 @@ from gateway.devices import DeviceDirectory
 from gateway.ingest import IngestLimits, Ingestor
 from gateway.ingest.frame_counters import FrameCounters
 from gateway.ingest.rate_limit import DeviceRateLimiter
+from gateway.organisation.mail.compose import MailComposer, Templates
+from gateway.organisation.mail.send import MailSender, SmtpServer
 from gateway.organisation.setup import OrganisationSetup, load_organisation
 from gateway.pipeline import Pipeline
 from gateway.profiles.loader import ProfileSet, load_profiles
@@ -138,6 +140,8 @@ class Gateway:
                         if org.webhook_url:
                             tasks.create_task(WebhookDelivery(pool, org.webhook_url, settings.webhook_secret,
                                                               organisation_id=org.id).run(stop))
+                    if settings.smtp_url:
+                        self._start_mail(pool, tasks, stop)
                 tasks.create_task(self._every(settings.device_refresh_s,
                                               lambda: organisation.refresh(pool), stop))
         finally:
@@ -147,6 +151,15 @@ class Gateway:
             # Connections still out (a commit abandoned at the end of the grace) are not waited for long.
             await pool.close(timeout=1.0)
         return clean
+
+    def _start_mail(self, pool: AsyncConnectionPool, tasks: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+        settings = self.settings
+        assert self.organisation is not None
+        templates = Templates(settings.language, self.organisation.router.calendar.zone)
+        tasks.create_task(MailComposer(pool, self.organisation.catalogue, templates, settings.base_url, self.clock,
+                                       settings.mail_digest_hour, settings.mail_poll_s).run(stop))
+        tasks.create_task(MailSender(pool, SmtpServer.from_url(settings.smtp_url), settings.mail_from, self.clock,
+                                     settings.mail_poll_s).run(stop))
 
     def _log_start(self) -> None:
         settings = self.settings

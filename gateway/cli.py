@@ -333,6 +333,98 @@ def users_add(
     typer.echo(f"{'created' if created else 'updated'} {name} ({role})")
 
 
+orgs_app = typer.Typer(help="The city's departments and partner entities, and their members.", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
+
+
+@orgs_app.command("add")
+def orgs_add(
+    slug: Annotated[str, typer.Argument(help="its short name: lower-case letters, digits and _ . -")],
+    kind: Annotated[str, typer.Option(help="department or partner")],
+    name: Annotated[str | None, typer.Option(help="its full name (default: the slug)")] = None,
+    email: Annotated[list[str] | None, typer.Option(help="an address incidents are sent to (repeatable)")] = None,
+    webhook: Annotated[str | None, typer.Option(help="a URL that gets its incidents' changes")] = None,
+) -> None:
+    """Add an organisation, or update the name, kind and addresses of an existing one."""
+    from pydantic import ValidationError
+
+    from gateway.organisation.directory import OrganisationSpec
+    from gateway.store.organisations import NewOrganisation, save_organisation
+
+    try:
+        spec = OrganisationSpec.model_validate({"slug": slug, "name": name or slug, "kind": kind,
+                                                "emails": tuple(email or ()), "webhook_url": webhook})
+    except ValidationError as exc:
+        for error in exc.errors():
+            typer.echo(f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+    with _database_errors():
+        created = save_organisation(Settings().database_url, NewOrganisation(
+            spec.slug, spec.name, spec.kind, spec.emails, spec.webhook_url))
+    typer.echo(f"{'added' if created else 'updated'} {spec.slug} ({spec.kind})")
+
+
+@orgs_app.command("import")
+def orgs_import(file: Annotated[Path, typer.Argument(help="an organisations.yaml")]) -> None:
+    """Add the organisations of a file that are not in the store yet (as the gateway does at start)."""
+    from gateway.organisation.directory import DirectoryError, load_directory
+    from gateway.store.organisations import NewOrganisation, seed_organisations
+
+    if not file.exists():
+        typer.echo(f"{file}: no such file", err=True)
+        raise typer.Exit(2)
+    try:
+        directory = load_directory(file)
+    except DirectoryError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    with _database_errors():
+        added = seed_organisations(Settings().database_url, [
+            NewOrganisation(o.slug, o.name, o.kind, o.emails, o.webhook_url) for o in directory.organisations])
+    typer.echo(f"{len(added)} added, {len(directory.organisations) - len(added)} already there")
+
+
+@orgs_app.command("list")
+def orgs_list() -> None:
+    """The organisations and their members."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gateway.store.organisations import list_members, list_organisations
+
+    with _database_errors():
+        settings = Settings()
+        orgs, members = list_organisations(settings.database_url), list_members(settings.database_url)
+    table = Table("slug", "name", "kind", "e-mail", "members")
+    for org in orgs:
+        table.add_row(org.slug, org.name, org.kind, ", ".join(org.emails),
+                      ", ".join(f"{user} ({role})" for slug, user, role in members if slug == org.slug))
+    Console(soft_wrap=True).print(table)
+
+
+@orgs_app.command("member")
+def orgs_member(
+    slug: Annotated[str, typer.Argument(help="the organisation")],
+    user: Annotated[str, typer.Argument(help="a console user (wastegate users add)")],
+    role: Annotated[str, typer.Option(help="viewer, operator or admin, within this organisation")] = "operator",
+    remove: Annotated[bool, typer.Option("--remove", help="take the user out of the organisation")] = False,
+) -> None:
+    """Make a console user a member of an organisation (with a role there), or take them out. A member of
+    partner entities only sees the incidents routed to them."""
+    from gateway.organisation.scope import ROLES
+    from gateway.store.organisations import remove_member, set_member
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"one of {', '.join(ROLES)}", param_hint="--role")
+    with _database_errors():
+        url = Settings().database_url
+        done = remove_member(url, slug, user) if remove else set_member(url, slug, user, role)
+    if not done:
+        typer.echo(f"no organisation {slug!r} with {'a member' if remove else 'a user'} {user!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{user} {'removed from' if remove else f'is {role} in'} {slug}")
+
+
 deadletter_app = typer.Typer(help="The dead letter: messages that did not become telemetry, and their replay.",
                              no_args_is_help=True)
 app.add_typer(deadletter_app, name="deadletter")

@@ -39,3 +39,5 @@ LATE_READINGS = Counter(
 WEBHOOKS_DELIVERED = Counter("wastegate_webhooks_delivered_total", "Incident events delivered to webhook subscribers")
 WEBHOOK_FAILURES = Counter("wastegate_webhook_failures_total", "Webhook deliveries that failed and will be retried")
 READINGS_DECODED = Counter("wastegate_readings_decoded_total", "Readings decoded from messages (before storing)")
+MAIL = Counter("wastegate_mail_total", "E-mail messages by outcome: sent, retried (server unavailable), failed",
+               ["outcome"])

@@ -94,7 +94,7 @@ class StaffReport(BaseModel):
 
 def _public(row: dict[str, Any], with_reporter: bool = False) -> dict[str, Any]:
     out = {key: (value.isoformat() if isinstance(value, datetime) else value) for key, value in row.items()
-           if key not in ("reporter", "dedupe_key", "follow_token_hash")}
+           if key not in ("reporter", "dedupe_key")}
     if with_reporter:
         out["reporter"] = row.get("reporter")
     return out
@@ -166,7 +166,6 @@ async def get_incident(incident_id: IncidentId, api: Ctx, staff: Viewer) -> dict
         await cur.execute(query("incident_events"), {"id": incident_id, "public_only": False})
         events = await cur.fetchall()
     incident = _public(row, with_reporter=staff.role != "viewer")
-    incident.pop("follow_token_hash", None)
     incident["organisation"] = _slug_of(api, row["organisation_id"])
     incident["overdue"] = _overdue(row, api.clock())
     incident["events"] = [_public(event) for event in events]

@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 from gateway.api.bounds import MAX_ID, bounded_time, storable_text
 from gateway.api.context import ApiContext, context
 from gateway.catalogue import ServiceDefinition
+from gateway.organisation.directory import normalized_email
 from gateway.store.queries import query
 from gateway.store.workflow import OPEN_STATUSES, NewReport, create_report
 
@@ -174,12 +175,17 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
     reporter = {f: fields[f] for f in _REPORTER_FIELDS if fields.get(f)}
     if any(len(v) > MAX_FIELD for v in reporter.values()):
         raise Open311Error(400, f"{', '.join(_REPORTER_FIELDS)} may have at most {MAX_FIELD} characters each")
+    if "email" in reporter:  # the address receipts and notices go to: refused now rather than bounced later
+        try:
+            reporter["email"] = normalized_email(reporter["email"])
+        except ValueError:
+            raise Open311Error(400, "email is not an e-mail address") from None
     report = NewReport("citizen", code, service.service_name, description, lat, lon, address, media_url,
                        attributes, reporter or None)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, _ = await create_report(
             conn, report, api.clock(), api.settings.correlation_distance_m,
-            timedelta(seconds=api.settings.correlation_window_s))
+            timedelta(seconds=api.settings.correlation_window_s), api.organisation.router if api.organisation else None)
     # The reporter learns that a request in an internal service will not be listed, not even to them.
     notice = "" if service.public else "this request is followed up by staff and is not published"
     return render([{"service_request_id": str(incident_id), "service_notice": notice, "account_id": None}], fmt,
@@ -242,11 +248,12 @@ def _request(row: dict[str, Any], service: ServiceDefinition) -> dict[str, Any]:
         "service_name": service.service_name,
         "service_code": row["service_code"],
         "description": public_title if device_made else row["description"] or public_title,
-        "agency_responsible": service.responsible,
+        "agency_responsible": row["agency"] or service.responsible,
         "service_notice": "reported by the city's sensors" if device_made else None,
         "requested_datetime": row["created_at"].isoformat(),
         "updated_datetime": row["updated_at"].isoformat(),
-        "expected_datetime": None,
+        # when it should be resolved: its deadline on the working-hours calendar
+        "expected_datetime": row["resolve_by"].isoformat() if row["resolve_by"] else None,
         "address": row["address"],
         "address_id": None,
         "zipcode": None,

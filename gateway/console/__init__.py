@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from xstatic.pkg import leaflet, leaflet_markercluster
 
 from gateway.console.auth import FailedSignIns
-from gateway.console.pages import PAGES
+from gateway.console.pages import PAGES, follow
 from gateway.console.session import ConsoleError, SignInRequired, error_page
 from gateway.console.templating import render
 
@@ -33,6 +33,7 @@ def mount_console(app: FastAPI) -> None:
     app.mount("/console/static/console", StaticFiles(directory=STATIC), name="console-static")
     for page in PAGES:
         app.include_router(page, prefix="/console", include_in_schema=False)
+    app.include_router(follow.router, include_in_schema=False)  # the reporters' page: outside the console
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

@@ -229,8 +229,9 @@ LIMIT %(limit)s;
 -- with the latest public note as status_notes. The notes rules write on device incidents are their
 -- rendered descriptions (addresses, tags, plates): never public.
 SELECT i.id, i.status, i.service_code, i.description, i.public_title, i.created_at, i.updated_at, i.address,
-       i.lat, i.lon, i.media_url, i.source, notes.note AS status_notes
+       i.lat, i.lon, i.media_url, i.source, notes.note AS status_notes, i.resolve_by, o.name AS agency
 FROM incidents i
+LEFT JOIN organisations o ON o.id = i.organisation_id
 LEFT JOIN LATERAL (
     SELECT note FROM incident_events e
     WHERE e.incident_id = i.id AND e.public AND e.kind IN ('status', 'comment') AND e.note <> ''
@@ -696,3 +697,89 @@ SELECT organisation_id FROM incidents WHERE id = %(id)s;
 
 -- name: reassign_incident
 UPDATE incidents SET organisation_id = %(organisation_id)s, updated_at = now() WHERE id = %(id)s;
+
+-- E-mail ----------------------------------------------------------------------------------------------
+
+-- name: lock_mail_cursor
+-- One composer at a time, whichever replica: the row is locked until the transaction that read past it
+-- commits its mail and the new position. A new database starts from now, not from the whole history.
+INSERT INTO mail_cursor (name, last_event_id) SELECT 'mail', COALESCE(max(id), 0) FROM incident_events
+ON CONFLICT (name) DO NOTHING;
+
+-- name: mail_cursor_for_update
+SELECT last_event_id FROM mail_cursor WHERE name = 'mail' FOR UPDATE;
+
+-- name: advance_mail_cursor
+UPDATE mail_cursor SET last_event_id = %(event_id)s, updated_at = now() WHERE name = 'mail';
+
+-- name: mail_events
+-- The events mail may follow from, with what the messages need. The reporter's address is read here and
+-- goes only into the recipients of their own messages.
+SELECT e.id AS event_id, e.kind, e.to_status, e.note, e.public, e.data, e.actor,
+       i.id, i.source, i.service_code, i.status, i.title, i.description, i.address, i.lat, i.lon, i.priority,
+       i.respond_by, i.resolve_by, i.created_at, i.reporter ->> 'email' AS reporter_email,
+       o.id AS organisation_id, o.name AS organisation_name, o.emails AS organisation_emails
+FROM incident_events e JOIN incidents i ON i.id = e.incident_id
+-- an assignment's organisation is the one the event names (the incident may have moved on since)
+LEFT JOIN organisations o ON o.slug = e.data ->> 'organisation' AND e.kind = 'assignment'
+WHERE e.id > %(after)s
+ORDER BY e.id
+LIMIT %(limit)s;
+
+-- name: insert_mail
+INSERT INTO mail_outbox (kind, incident_id, organisation_id, recipients, subject, body_text, body_html)
+VALUES (%(kind)s, %(incident_id)s, %(organisation_id)s, %(recipients)s, %(subject)s, %(body_text)s, %(body_html)s);
+
+-- name: mail_due
+-- The next messages to send; SKIP LOCKED so that replicas share the outbox without sending one twice.
+SELECT id, recipients, subject, body_text, body_html, attempts FROM mail_outbox
+WHERE status = 'pending' AND next_attempt_at <= %(now)s
+ORDER BY id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: mail_sent
+UPDATE mail_outbox SET status = 'sent', sent_at = %(now)s, attempts = attempts + 1, refused = %(refused)s,
+    last_error = NULL
+WHERE id = %(id)s;
+
+-- name: mail_failed
+-- Given up: refused for good by the server, or retried for too long. Kept, with the reason, to be shown.
+UPDATE mail_outbox SET status = 'failed', attempts = attempts + 1, last_error = %(error)s, refused = %(refused)s
+WHERE id = %(id)s;
+
+-- name: mail_retry_later
+UPDATE mail_outbox SET attempts = attempts + 1, last_error = %(error)s, next_attempt_at = %(next_attempt_at)s
+WHERE id = %(id)s;
+
+-- name: instance_secret
+SELECT value FROM instance_secrets WHERE name = %(name)s;
+
+-- name: overdue_by_organisation
+-- Open incidents past their resolve_by, per organisation with an address, for the daily digest.
+SELECT o.id AS organisation_id, o.name AS organisation_name, o.emails AS organisation_emails,
+       i.id, i.service_code, i.title, i.address, i.resolve_by
+FROM incidents i JOIN organisations o ON o.id = i.organisation_id
+WHERE i.resolve_by < %(now)s AND i.status NOT IN ('resolved', 'closed') AND cardinality(o.emails) > 0
+ORDER BY o.id, i.resolve_by, i.id;
+
+-- name: claim_digest
+INSERT INTO mail_digests (organisation_id, day) VALUES (%(organisation_id)s, %(day)s)
+ON CONFLICT DO NOTHING
+RETURNING organisation_id;
+
+-- name: mail_outbox_list
+SELECT id, created_at, kind, incident_id, recipients, subject, status, attempts, last_error, refused, sent_at
+FROM mail_outbox
+WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: followed_report
+-- What the reporter's follow page shows of their report: its public fields only.
+SELECT id, service_code, status, description, address, created_at, updated_at FROM incidents
+WHERE id = %(id)s AND source = 'citizen';
+
+-- name: followed_report_notes
+SELECT at, to_status, note FROM incident_events
+WHERE incident_id = %(id)s AND public AND kind IN ('created', 'status', 'comment')
+ORDER BY id;

@@ -192,9 +192,7 @@ CREATE TABLE incidents (
     organisation_id  bigint REFERENCES organisations (id),
     priority         text CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
     respond_by       timestamptz,
-    resolve_by       timestamptz,
-    -- the reporter's private follow link: only its SHA-256 is kept
-    follow_token_hash bytea
+    resolve_by       timestamptz
 );
 CREATE UNIQUE INDEX incidents_one_open_per_cause ON incidents (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status NOT IN ('resolved', 'closed');
@@ -205,7 +203,6 @@ CREATE INDEX incidents_linked_to_idx ON incidents (linked_to) WHERE linked_to IS
 CREATE INDEX incidents_organisation_idx ON incidents (organisation_id, id);
 CREATE INDEX incidents_open_resolve_by_idx ON incidents (resolve_by)
     WHERE resolve_by IS NOT NULL AND status NOT IN ('resolved', 'closed');
-CREATE UNIQUE INDEX incidents_follow_token_idx ON incidents (follow_token_hash) WHERE follow_token_hash IS NOT NULL;
 CREATE INDEX incidents_open_place_idx ON incidents (service_code, lat, lon) WHERE status NOT IN ('resolved', 'closed');
 
 CREATE TABLE incident_events (
@@ -347,4 +344,10 @@ CREATE TABLE mail_digests (
     organisation_id  bigint NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
     day              date NOT NULL,
     PRIMARY KEY (organisation_id, day)
+);
+
+-- Keys made once per database (the follow links' signing key), the same for every replica.
+CREATE TABLE instance_secrets (
+    name   text PRIMARY KEY,
+    value  text NOT NULL
 );

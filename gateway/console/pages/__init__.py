@@ -2,4 +2,5 @@
 
 from gateway.console.pages import devices, incidents, lab, map, signin, stats
 
+# `follow` (the reporters' page) is mounted apart, outside the console's prefix.
 PAGES = [signin.router, map.router, incidents.router, devices.router, stats.router, lab.router]

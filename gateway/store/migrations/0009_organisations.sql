@@ -25,13 +25,10 @@ ALTER TABLE incidents
     ADD COLUMN priority         text CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
     -- deadlines on the working-hours calendar, from when the incident was registered
     ADD COLUMN respond_by       timestamptz,
-    ADD COLUMN resolve_by       timestamptz,
-    -- the reporter's private follow link: only its SHA-256 is kept
-    ADD COLUMN follow_token_hash bytea;
+    ADD COLUMN resolve_by       timestamptz;
 CREATE INDEX incidents_organisation_idx ON incidents (organisation_id, id);
 CREATE INDEX incidents_open_resolve_by_idx ON incidents (resolve_by)
     WHERE resolve_by IS NOT NULL AND status NOT IN ('resolved', 'closed');
-CREATE UNIQUE INDEX incidents_follow_token_idx ON incidents (follow_token_hash) WHERE follow_token_hash IS NOT NULL;
 
 CREATE TABLE mail_outbox (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -65,3 +62,11 @@ CREATE TABLE mail_digests (
     day              date NOT NULL,
     PRIMARY KEY (organisation_id, day)
 );
+
+-- The key the reporters' private follow links are signed with (HMAC of the incident's id), made here once
+-- per database so that every replica signs alike.
+CREATE TABLE instance_secrets (
+    name   text PRIMARY KEY,
+    value  text NOT NULL
+);
+INSERT INTO instance_secrets (name, value) VALUES ('follow_link', gen_random_uuid()::text || gen_random_uuid()::text);
