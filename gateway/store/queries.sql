@@ -504,7 +504,9 @@ SELECT status, count(*) AS n FROM incidents WHERE organisation_id = ANY(%(organi
 GROUP BY status;
 
 -- name: console_linked_reports
-SELECT id, source, status, title, created_at, media_url FROM incidents WHERE linked_to = %(id)s ORDER BY id;
+SELECT id, source, status, title, created_at, media_url FROM incidents
+WHERE linked_to = %(id)s AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
+ORDER BY id;
 
 -- name: console_readings_around
 -- A device's readings around a time, for the chart of an incident's evidence.

@@ -205,9 +205,12 @@ def test_the_workflow_and_its_history(api: Api) -> None:
     assert api.http.post("/api/v1/incidents/424242/actions", headers=op, json={"action": "close"}).status_code == 404
     history = api.http.get(f"/api/v1/incidents/{incident}", headers=op).json()["events"]
     assert [(e["kind"], e["to_status"]) for e in history] == [
-        ("created", "open"), ("status", "acknowledged"), ("status", "assigned"), ("assignment", None),
-        ("status", "in_progress"), ("comment", None), ("status", "resolved"), ("status", "open"), ("status", "closed")]
-    assert all(e["actor"] == "staff:operator-user" for e in history[1:])
+        ("created", "open"), ("assignment", None), ("status", "acknowledged"), ("status", "assigned"),
+        ("assignment", None), ("status", "in_progress"), ("comment", None), ("status", "resolved"), ("status", "open"),
+        ("status", "closed")]
+    # routed when it was registered (to the service's organisation for the place), then worked by staff
+    assert history[1]["actor"] == "system" and history[1]["data"]["organisation"] == "recollida-sud"
+    assert all(e["actor"] == "staff:operator-user" for e in history[2:])
     public = api.http.get(f"/open311/v2/requests/{incident}.json").json()[0]
     assert public["status"] == "closed" and public["status_notes"] == "Done"  # the internal comment stays inside
 
@@ -332,7 +335,7 @@ def test_webhooks_are_signed_ordered_and_retried(settings: Settings) -> None:
                 incident = created.json()[0]["service_request_id"]
                 http.post(f"/api/v1/incidents/{incident}/actions", json={"action": "acknowledge"},
                           headers={"Authorization": f"Bearer {TOKENS['operator']}"})
-                wait_until(lambda: len(receiver.bodies) == 2, timeout_s=30)
+                wait_until(lambda: len(receiver.bodies) == 3, timeout_s=30)
     finally:
         receiver.server.shutdown()
     assert receiver.refused == 2  # retried with backoff until the subscriber answered 2xx
@@ -342,7 +345,8 @@ def test_webhooks_are_signed_ordered_and_retried(settings: Settings) -> None:
         assert headers["X-Wastegate-Signature"] == expected
         events.append(json.loads(body))
     assert (events[0]["event"], events[0]["change"]["kind"]) == ("incident.created", "created")
-    assert events[1]["change"]["to_status"] == "acknowledged" and events[1]["change"]["actor"] == "staff:op"
+    assert events[1]["change"]["kind"] == "assignment" and events[1]["incident"]["organisation"] == "street-cleaning"
+    assert events[2]["change"]["to_status"] == "acknowledged" and events[2]["change"]["actor"] == "staff:op"
     assert all(value not in json.dumps(events) for value in PERSONAL.values())
 
 

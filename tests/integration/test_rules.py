@@ -55,7 +55,8 @@ def test_container_full_opens_escalates_and_resolves_once(settings: Settings) ->
         publish(settings.mqtt_url, stream)  # all of it delivered a second time
         time.sleep(1.0)
     assert incidents(url) == [("container-full", "resolved", 1, "major", "C-0001")]
-    assert events(url) == [("created", None, "open"), ("severity", None, None), ("status", "open", "resolved")]
+    assert events(url) == [("created", None, "open"), ("assignment", None, None), ("severity", None, None),
+                           ("status", "open", "resolved")]
     row = sql(url, "SELECT title, lat, lon, first_seen_at, resolved_at FROM incidents")[0]
     assert row[0] == "Container Mallorca 401 is 88% full" and (row[1], row[2]) == (41.4036, 2.1744)
     assert (row[3], row[4]) == (START + timedelta(minutes=25), START + timedelta(minutes=80))

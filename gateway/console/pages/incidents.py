@@ -177,7 +177,8 @@ async def _detail(request: Request, incident_id: int, error: str | None = None, 
             raise ConsoleError(404, _("There is no incident %(id)s.") % {"id": incident_id})
         await cur.execute(query("incident_events"), {"id": incident_id, "public_only": False})
         events = await cur.fetchall()
-        await cur.execute(query("console_linked_reports"), {"id": incident_id})
+        await cur.execute(query("console_linked_reports"),
+                          {"id": incident_id, "organisations": request.state.user.scope.organisations})
         linked = await cur.fetchall()
         chart = None
         if incident["device_id"] and incident["source"] == "device_rule":
