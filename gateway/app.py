@@ -22,13 +22,14 @@ from gateway.devices import DeviceDirectory
 from gateway.ingest import IngestLimits, Ingestor
 from gateway.ingest.frame_counters import FrameCounters
 from gateway.ingest.rate_limit import DeviceRateLimiter
+from gateway.organisation.jurisdictions import jurisdiction_files
 from gateway.organisation.mail.compose import MailComposer, Templates
 from gateway.organisation.mail.send import MailSender, SmtpServer
-from gateway.organisation.setup import OrganisationSetup, load_organisation
+from gateway.organisation.setup import Cities, load_cities
 from gateway.pipeline import Pipeline
 from gateway.profiles.loader import ProfileSet, load_profiles
 from gateway.rules.engine import RuleEngine
-from gateway.rules.loader import RuleFileError, files_signature, load_rules
+from gateway.rules.loader import RuleFileError, RuleSet, files_signature, load_rules
 from gateway.settings import Settings
 from gateway.sources.mqtt import MqttSourceConfig
 from gateway.store.batch import PostgresSink
@@ -94,16 +95,16 @@ class Gateway:
         self.settings = settings
         self.clock = clock
         self.profiles = load_profiles(settings.profiles_dir)
-        self.service_codes = load_service_codes(settings.services_file)
+        self.jurisdictions = jurisdiction_files(settings)
         # Refused here, before anything starts, with every problem as file:line: reason.
-        self.rules = load_rules(settings.rules_dir, self.service_codes)
+        self.rules = self._load_rules(None)
         self.devices = DeviceDirectory()
         self.engine: RuleEngine | None = None
         self.source = source_config(settings, self.profiles).build()
         self.pipeline: Pipeline | None = None
         self._refused_signature: tuple[tuple[str, int, int], ...] | None = None
         self._database_ok = True
-        self.organisation: OrganisationSetup | None = None
+        self.cities: Cities | None = None
 
     def readiness(self) -> dict[str, bool]:
         checks = {"database": self._database_ok}
@@ -120,9 +121,9 @@ class Gateway:
             await asyncio.to_thread(self._maintain_partitions)
         pool = await open_pool(settings.database_url)
         try:
-            organisation = self.organisation = await load_organisation(settings, pool)
+            cities = self.cities = await load_cities(settings, pool)
             # Again, now that the organisations a rule may name are known: refused here, with file:line.
-            self.rules = load_rules(settings.rules_dir, self.service_codes, organisation.router.organisation_ids)
+            self.rules = self._load_rules(cities)
         except BaseException:
             await pool.close()
             raise
@@ -136,14 +137,14 @@ class Gateway:
                     tasks.create_task(self._serve_api(stop, pool))
                     for url in settings.webhook_urls:
                         tasks.create_task(WebhookDelivery(pool, url, settings.webhook_secret).run(stop))
-                    for org in self.organisation.organisations:
+                    for org in (org for city in cities.by_id.values() for org in city.organisations):
                         if org.webhook_url:
                             tasks.create_task(WebhookDelivery(pool, org.webhook_url, settings.webhook_secret,
                                                               organisation_id=org.id).run(stop))
                     if settings.smtp_url:
                         self._start_mail(pool, tasks, stop)
                 tasks.create_task(self._every(settings.device_refresh_s,
-                                              lambda: organisation.refresh(pool), stop))
+                                              lambda: cities.refresh(pool), stop))
         finally:
             if settings.gateway_enabled:
                 await self.source.close()
@@ -154,9 +155,10 @@ class Gateway:
 
     def _start_mail(self, pool: AsyncConnectionPool, tasks: asyncio.TaskGroup, stop: asyncio.Event) -> None:
         settings = self.settings
-        assert self.organisation is not None
-        templates = Templates(settings.language, self.organisation.router.calendar.zone)
-        tasks.create_task(MailComposer(pool, self.organisation.catalogue, templates, settings.base_url, self.clock,
+        assert self.cities is not None
+        languages = {city.id: (city.catalogue, Templates(city.files.language, city.router.calendar.zone))
+                     for city in self.cities.by_id.values()}
+        tasks.create_task(MailComposer(pool, languages, settings.base_url, self.clock,
                                        settings.mail_digest_hour, settings.mail_poll_s).run(stop))
         tasks.create_task(MailSender(pool, SmtpServer.from_url(settings.smtp_url), settings.mail_from, self.clock,
                                      settings.mail_poll_s).run(stop))
@@ -187,9 +189,8 @@ class Gateway:
             self.rules, self.devices, {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
             stored_states, {d.device_id: d.last_seen for d in self.devices if d.last_seen is not None},
         )
-        assert self.organisation is not None, "the organisation is loaded before the gateway starts"
-        sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s,
-                            self.organisation.router)
+        assert self.cities is not None, "the municipalities are loaded before the gateway starts"
+        sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s, self.cities)
         self.pipeline = Pipeline(
             self.source, ingestor, sink, settings.batch_max_size, settings.batch_max_age_ms / 1000,
             self.engine, self.clock, settings.shutdown_grace_s,
@@ -202,14 +203,23 @@ class Gateway:
         tasks.create_task(self._every(settings.rules_reload_s, self.reload_rules_if_changed, stop))
         tasks.create_task(self._every(settings.sweep_s, self.pipeline.request_sweep, stop))
 
+    def _load_rules(self, cities: Cities | None) -> RuleSet:
+        """Each municipality's rules (ids prefixed when there are several), checked against its catalogue and,
+        once they are loaded, its organisations."""
+        sets = []
+        for files in self.jurisdictions:
+            city = cities.get(files.id) if cities else None
+            sets.append(load_rules(files.rules_dir, load_service_codes(files.services_file),
+                                   city.router.organisation_ids if city else None, files.id))
+        return RuleSet.merged(sets)
+
     def reload_rules_if_changed(self) -> bool:
         """Swaps in edited rule files; a set that does not load is refused and the running rules stay."""
-        signature = files_signature(self.settings.rules_dir)
+        signature = tuple(entry for files in self.jurisdictions for entry in files_signature(files.rules_dir))
         if signature == self.rules.signature or signature == self._refused_signature:
             return False
         try:
-            rules = load_rules(self.settings.rules_dir, self.service_codes,
-                               self.organisation.router.organisation_ids if self.organisation else None)
+            rules = self._load_rules(self.cities)
         except RuleFileError as exc:
             self._refused_signature = signature
             metrics.RULE_RELOADS.labels("refused").inc()
@@ -257,9 +267,8 @@ class Gateway:
                             await running
 
     async def _serve_api(self, stop: asyncio.Event, pool: AsyncConnectionPool) -> None:
-        assert self.organisation is not None
-        api_context = ApiContext(self.settings, pool, self.organisation.catalogue, self.profiles, self.clock,
-                                 self.organisation)
+        assert self.cities is not None
+        api_context = ApiContext(self.settings, pool, self.profiles, self.clock, self.cities)
         app = create_api(self.readiness, api_context)
         config = uvicorn.Config(
             app, host=self.settings.api_host, port=self.settings.api_port,

@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -82,6 +83,8 @@ async def _run_until_signal(runner: Gateway) -> bool:
 @devices_app.command("import")
 def devices_import(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a .csv, .yaml or .yml file")],
+    jurisdiction: Annotated[str, typer.Option(help="the municipality the devices serve, on an instance of "
+                                                   "several: only its rules apply to them")] = "",
 ) -> None:
     """Upsert devices from a CSV or YAML file: all rows or none."""
     from gateway.device_import import DeviceFileError, read_devices
@@ -95,6 +98,8 @@ def devices_import(
     except DeviceFileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+    if jurisdiction:
+        devices = [replace(device, jurisdiction=jurisdiction) for device in devices]
     count = upsert_devices(settings.database_url, devices)
     typer.echo(f"{count} devices imported from {file}")
 
@@ -305,6 +310,8 @@ def users_add(
     language: Annotated[str | None, typer.Option(help="en, ca or es (default: the browser's)")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin",
                                                  help="read the password from standard input")] = False,
+    jurisdiction: Annotated[str, typer.Option(help="the municipality whose staff they are, on an instance of "
+                                                   "several")] = "",
 ) -> None:
     """Create a console user, or give an existing one a new password, role and language."""
     import re
@@ -329,7 +336,7 @@ def users_add(
         typer.echo("the password must have at least 8 characters", err=True)
         raise typer.Exit(2)
     with _database_errors():
-        created = upsert_user(Settings().database_url, name, hash_password(password), role, language)
+        created = upsert_user(Settings().database_url, name, hash_password(password), role, language, jurisdiction)
     typer.echo(f"{'created' if created else 'updated'} {name} ({role})")
 
 
@@ -344,6 +351,7 @@ def orgs_add(
     name: Annotated[str | None, typer.Option(help="its full name (default: the slug)")] = None,
     email: Annotated[list[str] | None, typer.Option(help="an address incidents are sent to (repeatable)")] = None,
     webhook: Annotated[str | None, typer.Option(help="a URL that gets its incidents' changes")] = None,
+    jurisdiction: Annotated[str, typer.Option(help="the municipality, on an instance of several")] = "",
 ) -> None:
     """Add an organisation, or update the name, kind and addresses of an existing one."""
     from pydantic import ValidationError
@@ -360,12 +368,14 @@ def orgs_add(
         raise typer.Exit(2) from None
     with _database_errors():
         created = save_organisation(Settings().database_url, NewOrganisation(
-            spec.slug, spec.name, spec.kind, spec.emails, spec.webhook_url))
+            spec.slug, spec.name, spec.kind, spec.emails, spec.webhook_url, jurisdiction))
     typer.echo(f"{'added' if created else 'updated'} {spec.slug} ({spec.kind})")
 
 
 @orgs_app.command("import")
-def orgs_import(file: Annotated[Path, typer.Argument(help="an organisations.yaml")]) -> None:
+def orgs_import(file: Annotated[Path, typer.Argument(help="an organisations.yaml")],
+                jurisdiction: Annotated[str, typer.Option(help="the municipality, on an instance of several")] = "",
+                ) -> None:
     """Add the organisations of a file that are not in the store yet (as the gateway does at start)."""
     from gateway.organisation.directory import DirectoryError, load_directory
     from gateway.store.organisations import NewOrganisation, seed_organisations
@@ -380,7 +390,8 @@ def orgs_import(file: Annotated[Path, typer.Argument(help="an organisations.yaml
         raise typer.Exit(1) from None
     with _database_errors():
         added = seed_organisations(Settings().database_url, [
-            NewOrganisation(o.slug, o.name, o.kind, o.emails, o.webhook_url) for o in directory.organisations])
+            NewOrganisation(o.slug, o.name, o.kind, o.emails, o.webhook_url, jurisdiction)
+            for o in directory.organisations])
     typer.echo(f"{len(added)} added, {len(directory.organisations) - len(added)} already there")
 
 
@@ -408,6 +419,7 @@ def orgs_member(
     user: Annotated[str, typer.Argument(help="a console user (wastegate users add)")],
     role: Annotated[str, typer.Option(help="viewer, operator or admin, within this organisation")] = "operator",
     remove: Annotated[bool, typer.Option("--remove", help="take the user out of the organisation")] = False,
+    jurisdiction: Annotated[str, typer.Option(help="the municipality, on an instance of several")] = "",
 ) -> None:
     """Make a console user a member of an organisation (with a role there), or take them out. A member of
     partner entities only sees the incidents routed to them."""
@@ -418,7 +430,8 @@ def orgs_member(
         raise typer.BadParameter(f"one of {', '.join(ROLES)}", param_hint="--role")
     with _database_errors():
         url = Settings().database_url
-        done = remove_member(url, slug, user) if remove else set_member(url, slug, user, role)
+        done = (remove_member(url, slug, user, jurisdiction) if remove
+                else set_member(url, slug, user, role, jurisdiction))
     if not done:
         typer.echo(f"no organisation {slug!r} with {'a member' if remove else 'a user'} {user!r}", err=True)
         raise typer.Exit(1)

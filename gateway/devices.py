@@ -20,6 +20,8 @@ class Device:
     attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     last_f_cnt: int | None = None  # LoRaWAN frame counter last stored
     last_seen: datetime | None = None
+    # The municipality it serves ('' on a single-city install): only that jurisdiction's rules apply to it.
+    jurisdiction: str = ""
 
 
 class DeviceDirectory:

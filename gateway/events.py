@@ -106,6 +106,7 @@ class Finding:
     data: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     # The rule's overrides of its service's routing: organisation, priority, respond_within, resolve_within.
     handling: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    jurisdiction: str = ""  # the municipality of the rule ('' on a single-city install)
 
     @property
     def dedupe_key(self) -> str:

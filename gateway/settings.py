@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # working-hours calendar deadlines are counted on.
     organisations_file: Path = Path("organisations.yaml")
     calendar_file: Path = Path("calendar.yaml")
+    # Several municipalities on one instance: a folder per jurisdiction (its id), each with its own
+    # jurisdiction.yaml, services.yaml, organisations.yaml, calendar.yaml and rules/. Empty: one city, from
+    # the files above.
+    jurisdictions_dir: Path | None = None
     rules_reload_s: float = Field(default=5.0, gt=0, description="how often rule files are checked for changes")
     sweep_s: float = Field(default=60.0, gt=0, description="how often absence rules look for silent devices")
     api_host: str = "127.0.0.1"

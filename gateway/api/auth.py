@@ -1,6 +1,7 @@
-"""Staff API tokens: `WASTEGATE_API_TOKENS` = "token:role[:name[:organisation]]" entries; roles viewer <
-operator < admin. A token with a partner organisation's slug sees and acts on only the incidents routed to
-it, with its role there; everything else answers 404.
+"""Staff API tokens: `WASTEGATE_API_TOKENS` = "token:role[:name[:where]]" entries; roles viewer < operator <
+admin. `where` is an organisation's slug, or `jurisdiction/organisation`, or `jurisdiction/` (that
+municipality's staff) when the instance serves several. A token of a partner organisation sees and acts on
+only the incidents routed to it, with its role there; everything else answers 404.
 
 A missing or unknown token is 401, a token below the role an endpoint needs is 403. The actor recorded in
 `incident_events` is the token's name, or its role and a short digest of it.
@@ -27,6 +28,7 @@ class Staff:
     role: str
     name: str
     organisation: str | None = None
+    jurisdiction: str = ""
     scope: Scope = CITY
 
     @property
@@ -42,7 +44,9 @@ def parse_tokens(entries: list[str]) -> dict[str, Staff]:
             raise ValueError(f"API token entries are token:role[:name[:organisation]] with role in {ROLES}; "
                              f"got {entry[:4]}…")
         name = parts[2] if len(parts) >= 3 else f"{parts[1]}-{hashlib.sha256(parts[0].encode()).hexdigest()[:6]}"
-        tokens[parts[0]] = Staff(parts[1], name, parts[3] if len(parts) == 4 else None)
+        where = parts[3] if len(parts) == 4 else ""
+        jurisdiction, _, organisation = where.rpartition("/")
+        tokens[parts[0]] = Staff(parts[1], name, organisation or None, jurisdiction)
     return tokens
 
 
@@ -61,7 +65,7 @@ def requires(role: str, city: bool = False) -> Callable[..., Awaitable[Staff]]:
         staff = next((s for t, s in tokens.items() if hmac.compare_digest(t.encode("utf-8"), given)), None)
         if staff is None:
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
-        if staff.organisation is not None:
+        if staff.organisation is not None or staff.jurisdiction:
             staff = _scoped(request, staff)
         if city and not staff.scope.is_city:
             raise HTTPException(404, "Not Found")
@@ -73,12 +77,17 @@ def requires(role: str, city: bool = False) -> Callable[..., Awaitable[Staff]]:
 
 
 def _scoped(request: Request, staff: Staff) -> Staff:
-    setup = getattr(request.app.state.context, "organisation", None)
-    org = setup.by_slug.get(staff.organisation) if setup is not None else None
-    if org is None:  # fail closed: a token for an organisation that does not exist opens nothing
+    # Fail closed: a token for a municipality or an organisation that does not exist opens nothing.
+    city = request.app.state.context.cities.get(staff.jurisdiction)
+    if city is None:
+        raise HTTPException(401, f"the token's jurisdiction {staff.jurisdiction!r} does not exist",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if staff.organisation is None:
+        return Staff(staff.role, staff.name, None, staff.jurisdiction, Scope(None, staff.jurisdiction))
+    org = city.by_slug.get(staff.organisation)
+    if org is None:
         raise HTTPException(401, f"the token's organisation {staff.organisation!r} does not exist",
                             headers={"WWW-Authenticate": "Bearer"})
-    if org.kind == "department":
-        return staff
-    return Staff(staff.role, staff.name, staff.organisation, Scope({org.id: staff.role}))
+    roles = None if org.kind == "department" else {org.id: staff.role}
+    return Staff(staff.role, staff.name, staff.organisation, staff.jurisdiction, Scope(roles, staff.jurisdiction))
 

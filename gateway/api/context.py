@@ -1,4 +1,5 @@
-"""What the API's routers share: the database pool, the service catalogue, settings and the clock."""
+"""What the API's routers share: the database pool, the municipalities (each with its service catalogue,
+organisations and routing; one on a single-city install), settings and the clock."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from typing import Any
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.catalogue import Catalogue
-from gateway.organisation.setup import OrganisationSetup
+from gateway.organisation.setup import Cities, City
 from gateway.profiles.loader import ProfileSet
 from gateway.settings import Settings
 
@@ -20,10 +20,16 @@ from gateway.settings import Settings
 class ApiContext:
     settings: Settings
     pool: AsyncConnectionPool
-    catalogue: Catalogue
     profiles: ProfileSet
     clock: Callable[[], datetime]
-    organisation: OrganisationSetup | None = None
+    cities: Cities
+
+    def city(self, jurisdiction: str) -> City:
+        """The municipality of a signed-in user or token (who always belongs to one that exists)."""
+        found = self.cities.get(jurisdiction)
+        if found is None:
+            raise LookupError(f"no jurisdiction {jurisdiction!r}")
+        return found
 
     def expected_interval_s(self, profile_name: str | None, attributes: Mapping[str, Any] | None) -> float | None:
         """How often a device should report: its `expected_interval_s` attribute, else its profile's."""

@@ -38,10 +38,13 @@ def _status(row: dict[str, Any], api: ApiContext, now: datetime) -> str:
     return "reporting"
 
 
-async def _overview(api: ApiContext, kind: str | None, device_id: str | None, limit: int) -> list[dict[str, Any]]:
+async def _overview(api: ApiContext, staff: Staff, kind: str | None, device_id: str | None,
+                    limit: int) -> list[dict[str, Any]]:
+    """The devices of the staff's municipality (another's answer as if they did not exist)."""
     now = api.clock()
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("devices_overview"), {"kind": kind, "device_id": device_id, "limit": limit})
+        await cur.execute(query("devices_overview"), {"kind": kind, "device_id": device_id, "limit": limit,
+                                                      "jurisdiction": staff.scope.jurisdiction})
         rows = await cur.fetchall()
     devices = []
     for row in rows:
@@ -61,13 +64,13 @@ async def list_devices(
     status: Literal["reporting", "silent", "never_seen"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
-    devices = await _overview(api, kind, None, limit)
+    devices = await _overview(api, staff, kind, None, limit)
     return {"items": [d for d in devices if status is None or d["status"] == status]}
 
 
 @router.get("/devices/{device_id}")
 async def get_device(device_id: DeviceId, api: Ctx, staff: Viewer) -> dict[str, Any]:
-    found = await _overview(api, None, device_id, 1)
+    found = await _overview(api, staff, None, device_id, 1)
     if not found:
         raise HTTPException(404, f"no device {device_id!r}")
     return found[0]
@@ -84,6 +87,8 @@ async def telemetry(
         raise HTTPException(400, "end must be after start")
     if end - start > timedelta(days=366):
         raise HTTPException(400, "at most a year at a time")
+    if not await _overview(api, staff, None, device_id, 1):
+        raise HTTPException(404, f"no device {device_id!r}")
     params = {"device_id": device_id, "start": start, "end": end}
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("telemetry_count"), params)
@@ -110,7 +115,8 @@ async def incidents_map(api: Ctx, staff: ScopedViewer,
                         limit: Annotated[int, Query(ge=1, le=10000)] = 5000) -> dict[str, Any]:
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("open_incidents_with_place"),
-                          {"limit": limit, "organisations": staff.scope.organisations})
+                          {"limit": limit, "organisations": staff.scope.organisations,
+                           "jurisdiction": staff.scope.jurisdiction})
         rows = await cur.fetchall()
     features = [_feature(row.pop("lon"), row.pop("lat"), row) for row in rows]
     return {"type": "FeatureCollection", "features": features}
@@ -119,7 +125,7 @@ async def incidents_map(api: Ctx, staff: ScopedViewer,
 @router.get("/map/devices.geojson", summary="Devices' latest positions, for maps")
 async def devices_map(api: Ctx, staff: Viewer) -> dict[str, Any]:
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("latest_positions"))
+        await cur.execute(query("latest_positions"), {"jurisdiction": staff.scope.jurisdiction})
         rows = await cur.fetchall()
     features = [_feature(row.pop("lon"), row.pop("lat"), row) for row in rows]
     return {"type": "FeatureCollection", "features": features}

@@ -148,7 +148,8 @@ async def list_incidents(
               "min_lon": min_lon, "min_lat": min_lat, "max_lon": max_lon, "max_lat": max_lat,
               "created_from": created_from, "created_to": created_to, "before_id": _decode_cursor(cursor),
               "limit": limit, "organisations": staff.scope.organisations, "overdue": overdue, "now": api.clock(),
-              "organisation": _organisation_id(api, organisation) if organisation else None}
+              "organisation": _organisation_id(api, staff, organisation) if organisation else None,
+              "jurisdiction": staff.scope.jurisdiction}
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("list_incidents"), params)
         rows = await cur.fetchall()
@@ -161,26 +162,26 @@ async def get_incident(incident_id: IncidentId, api: Ctx, staff: Viewer) -> dict
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("incident_by_id"), {"id": incident_id})
         row = await cur.fetchone()
-        if row is None or not staff.scope.covers(row["organisation_id"]):
+        if row is None or not staff.scope.covers(row["organisation_id"], row["jurisdiction_id"]):
             raise HTTPException(404, f"no incident {incident_id}")
         await cur.execute(query("incident_events"), {"id": incident_id, "public_only": False})
         events = await cur.fetchall()
     incident = _public(row, with_reporter=staff.role != "viewer")
-    incident["organisation"] = _slug_of(api, row["organisation_id"])
+    incident["organisation"] = _slug_of(api, staff, row["organisation_id"])
     incident["overdue"] = _overdue(row, api.clock())
     incident["events"] = [_public(event) for event in events]
     return incident
 
 
-def _organisation_id(api: ApiContext, slug: str) -> int:
-    org = api.organisation.by_slug.get(slug) if api.organisation else None
+def _organisation_id(api: ApiContext, staff: Staff, slug: str) -> int:
+    org = api.city(staff.scope.jurisdiction).by_slug.get(slug)
     if org is None:
         raise HTTPException(422, f"unknown organisation {slug!r}")
     return org.id
 
 
-def _slug_of(api: ApiContext, organisation_id: int | None) -> str | None:
-    orgs = api.organisation.organisations if api.organisation else []
+def _slug_of(api: ApiContext, staff: Staff, organisation_id: int | None) -> str | None:
+    orgs = api.city(staff.scope.jurisdiction).organisations
     return next((org.slug for org in orgs if org.id == organisation_id), None)
 
 
@@ -232,7 +233,7 @@ async def duplicate(incident_id: IncidentId, body: Duplicate, api: Ctx, staff: O
 
 @router.post("/incidents/{incident_id}/reassign", summary="To another organisation, with a reason")
 async def reassign_incident(incident_id: IncidentId, body: Reassign, api: Ctx, staff: Operator) -> dict[str, Any]:
-    organisation_id = _organisation_id(api, body.organisation)
+    organisation_id = _organisation_id(api, staff, body.organisation)
 
     async def work(conn: Any) -> dict[str, Any]:
         await reassign(conn, incident_id, organisation_id, body.organisation, staff.actor, body.reason)
@@ -243,7 +244,7 @@ async def reassign_incident(incident_id: IncidentId, body: Reassign, api: Ctx, s
 
 @router.get("/organisations", summary="Departments and partner entities (a partner's token: its own)")
 async def list_organisations(api: Ctx, staff: Viewer) -> dict[str, Any]:
-    orgs = api.organisation.organisations if api.organisation else []
+    orgs = api.city(staff.scope.jurisdiction).organisations
     return {"items": [{"slug": o.slug, "name": o.name, "kind": o.kind, "emails": list(o.emails)}
                       for o in orgs if staff.scope.covers(o.id)]}
 
@@ -261,17 +262,18 @@ async def public_title(incident_id: IncidentId, body: PublicTitle, api: Ctx, sta
 
 @router.post("/incidents", status_code=201, summary="A report by staff or a partner entity")
 async def create_incident(body: StaffReport, api: Ctx, staff: Operator) -> dict[str, Any]:
-    service = next((s for s in api.catalogue.services if s.service_code == body.service_code), None)
+    city = api.city(staff.scope.jurisdiction)
+    service = next((s for s in city.catalogue.services if s.service_code == body.service_code), None)
     if service is None:
         raise HTTPException(422, f"unknown service_code {body.service_code!r}")
     if (body.lat is None) != (body.lon is None):
         raise HTTPException(422, "lat and lon go together")
     report = NewReport(body.source, body.service_code, service.service_name, body.description, body.lat, body.lon,
-                       body.address, None, {}, {"staff": staff.name})
+                       body.address, None, {}, {"staff": staff.name}, city.id)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, linked_to = await create_report(
             conn, report, api.clock(), api.settings.correlation_distance_m,
-            timedelta(seconds=api.settings.correlation_window_s), api.organisation.router if api.organisation else None)
+            timedelta(seconds=api.settings.correlation_window_s), api.cities)
     return {"id": incident_id, "linked_to": linked_to}
 
 
@@ -286,7 +288,8 @@ async def stats(api: Ctx, staff: Viewer, start: Time | None = None, end: Time | 
         raise HTTPException(400, "end must be after start")
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("incident_stats"), {"start": start, "end": end, "now": api.clock(),
-                                                    "organisations": staff.scope.organisations})
+                                                    "organisations": staff.scope.organisations,
+                                                    "jurisdiction": staff.scope.jurisdiction})
         rows = await cur.fetchall()
     result: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "by_service_code": {},
                               "by_source": {}, "by_status": {}, "by_organisation": {}}

@@ -21,10 +21,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from psycopg.rows import dict_row
 
+from gateway import __version__
 from gateway.api.bounds import MAX_ID, bounded_time, storable_text
 from gateway.api.context import ApiContext, context
 from gateway.catalogue import ServiceDefinition
 from gateway.organisation.directory import normalized_email
+from gateway.organisation.setup import City
 from gateway.store.queries import query
 from gateway.store.workflow import OPEN_STATUSES, NewReport, create_report
 
@@ -102,15 +104,44 @@ def _service(service: ServiceDefinition) -> dict[str, Any]:
     }
 
 
+def _city(api: ApiContext, given: str | None) -> City:
+    """The municipality asked for (GeoReport v2's `jurisdiction_id`): required when the instance serves
+    several, ignored when it serves one."""
+    if api.cities.single:
+        return api.city("")
+    if not given:
+        raise Open311Error(400, f"jurisdiction_id is required: one of {', '.join(sorted(api.cities.by_id))}")
+    city = api.cities.get(given)
+    if city is None:
+        raise Open311Error(404, f"no jurisdiction {given[:MAX_FIELD]!r}")
+    return city
+
+
+@router.get("/discovery.{fmt}", summary="Where this jurisdiction's endpoint is, and what it speaks")
+async def discovery(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+    fmt = _fmt(fmt)
+    city = _city(api, request.query_params.get("jurisdiction_id"))
+    document = {
+        "changeset": __version__, "contact": city.files.contact, "key_service": city.files.key_service,
+        "endpoints": [{"specification": "http://wiki.open311.org/GeoReport_v2", "url": f"{api.settings.base_url}"
+                       f"{router.prefix}", "changeset": __version__, "type": "production",
+                       "formats": ["application/json", "text/xml"]}],
+    }
+    return render(document, fmt, "discovery", None)
+
+
 @router.get("/services.{fmt}", summary="The service catalogue")
-async def services(fmt: str, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
-    return render([_service(s) for s in api.catalogue.services], _fmt(fmt), "services", "service")
+async def services(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+    city = _city(api, request.query_params.get("jurisdiction_id"))
+    return render([_service(s) for s in city.catalogue.services], _fmt(fmt), "services", "service")
 
 
 @router.get("/services/{service_code}.{fmt}", summary="A service definition (its extra attributes)")
-async def service_definition(service_code: str, fmt: str, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+async def service_definition(service_code: str, fmt: str, request: Request,
+                             api: ApiContext = Depends(context)) -> Response:  # noqa: B008
     fmt = _fmt(fmt)
-    service = next((s for s in api.catalogue.services if s.service_code == service_code), None)
+    city = _city(api, request.query_params.get("jurisdiction_id"))
+    service = next((s for s in city.catalogue.services if s.service_code == service_code), None)
     if service is None:
         raise Open311Error(404, f"no service {service_code[:MAX_FIELD]!r}")
     definition = {"service_code": service.service_code, "attributes": list(service.attributes)}
@@ -150,8 +181,9 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
             storable_text(value, name if _FIELD_NAME.fullmatch(name) else "a field")
         except ValueError as exc:
             raise Open311Error(400, str(exc)) from None
+    city = _city(api, fields.get("jurisdiction_id"))
     code = fields.get("service_code", "")
-    service = next((s for s in api.catalogue.services if s.service_code == code), None)
+    service = next((s for s in city.catalogue.services if s.service_code == code), None)
     if service is None:
         raise Open311Error(400 if not code else 404, f"unknown service_code {code[:MAX_FIELD]!r}" if code else
                            "service_code is required")
@@ -181,11 +213,11 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
         except ValueError:
             raise Open311Error(400, "email is not an e-mail address") from None
     report = NewReport("citizen", code, service.service_name, description, lat, lon, address, media_url,
-                       attributes, reporter or None)
+                       attributes, reporter or None, city.id)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, _ = await create_report(
             conn, report, api.clock(), api.settings.correlation_distance_m,
-            timedelta(seconds=api.settings.correlation_window_s), api.organisation.router if api.organisation else None)
+            timedelta(seconds=api.settings.correlation_window_s), api.cities)
     # The reporter learns that a request in an internal service will not be listed, not even to them.
     notice = "" if service.public else "this request is followed up by staff and is not published"
     return render([{"service_request_id": str(incident_id), "service_notice": notice, "account_id": None}], fmt,
@@ -263,14 +295,15 @@ def _request(row: dict[str, Any], service: ServiceDefinition) -> dict[str, Any]:
     }
 
 
-def _public_services(api: ApiContext) -> dict[str, ServiceDefinition]:
-    return {s.service_code: s for s in api.catalogue.services if s.public}
+def _public_services(city: City) -> dict[str, ServiceDefinition]:
+    return {s.service_code: s for s in city.catalogue.services if s.public}
 
 
-async def _requests(api: ApiContext, **filters: Any) -> list[dict[str, Any]]:
-    services = _public_services(api)
+async def _requests(api: ApiContext, city: City, **filters: Any) -> list[dict[str, Any]]:
+    services = _public_services(city)
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("open311_requests"), {**filters, "public_codes": list(services)})
+        await cur.execute(query("open311_requests"), {**filters, "public_codes": list(services),
+                                                      "jurisdiction": city.id})
         return [_request(row, services[row["service_code"]]) for row in await cur.fetchall()]
 
 
@@ -294,7 +327,9 @@ async def get_requests(fmt: str, request: Request, api: ApiContext = Depends(con
         storable_text(params.get("service_code", ""), "service_code")
     except ValueError as exc:
         raise Open311Error(400, str(exc)) from None
-    rows = await _requests(api, ids=ids, service_code=codes, statuses=statuses, start=start, end=end, limit=1000)
+    city = _city(api, params.get("jurisdiction_id"))
+    rows = await _requests(api, city, ids=ids, service_code=codes, statuses=statuses, start=start, end=end,
+                           limit=1000)
     return render(rows, fmt, "service_requests", "request")
 
 
@@ -310,12 +345,14 @@ def _ids(raw: str) -> list[int]:
 
 
 @router.get("/requests/{request_id}.{fmt}", summary="One request")
-async def get_request(request_id: str, fmt: str, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+async def get_request(request_id: str, fmt: str, request: Request,
+                      api: ApiContext = Depends(context)) -> Response:  # noqa: B008
     fmt = _fmt(fmt)
+    city = _city(api, request.query_params.get("jurisdiction_id"))
     # isdigit alone lets through digits int() refuses, such as "²"
     if not (request_id.isascii() and request_id.isdigit()) or len(request_id) > 18:
         raise Open311Error(404, f"no request {request_id[:40]!r}")
-    rows = await _requests(api, ids=[int(request_id)], service_code=None, statuses=None, start=None, end=None,
+    rows = await _requests(api, city, ids=[int(request_id)], service_code=None, statuses=None, start=None, end=None,
                            limit=1)
     if not rows:  # also when the request is in an internal service: its existence is not told either
         raise Open311Error(404, f"no request {request_id!r}")
@@ -326,9 +363,11 @@ async def get_request(request_id: str, fmt: str, api: ApiContext = Depends(conte
 async def request_updates(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
     fmt = _fmt(fmt)
     start, end = _window(request.query_params.get("start_date"), request.query_params.get("end_date"), api.clock())
+    city = _city(api, request.query_params.get("jurisdiction_id"))
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("request_updates"), {"start": start, "end": end, "limit": 1000,
-                                                      "public_codes": list(_public_services(api))})
+                                                      "public_codes": list(_public_services(city)),
+                                                      "jurisdiction": city.id})
         rows = await cur.fetchall()
     updates = [{
         "update_id": str(row["id"]),

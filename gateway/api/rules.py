@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.api.auth import Staff, requires
 from gateway.api.bounds import Text, Time
 from gateway.api.context import ApiContext, context
+from gateway.catalogue import Catalogue
 from gateway.lab.backtest import BacktestError, check_rule_text
 from gateway.lab.jobs import BacktestJobs, JobsBusy, lab_plan
 from gateway.rules.durations import parse_duration
@@ -98,6 +99,14 @@ def resolve_range(since: datetime | None, until: datetime | None, last: str | No
     return start, end
 
 
+def lab_catalogue(api: ApiContext) -> Catalogue:
+    """The rule lab works on a single-city install's rules; with several municipalities it is not there
+    yet (404), rather than mixing their devices."""
+    if not api.cities.single:
+        raise HTTPException(404, "the rule lab is not available on an instance of several jurisdictions")
+    return api.city("").catalogue
+
+
 def _refused(exc: Exception, status: int = 400) -> JSONResponse:
     problems = str(exc).splitlines()
     return JSONResponse({"message": problems[0] if len(problems) == 1 else f"{len(problems)} problems",
@@ -108,7 +117,7 @@ def _refused(exc: Exception, status: int = 400) -> JSONResponse:
 async def check(body: RuleText, api: Ctx, staff: Operator) -> dict[str, Any]:
     # Loading rules builds their zone trees (tens of milliseconds): off the event loop the gateway shares.
     problems = await asyncio.to_thread(check_rule_text, body.yaml, body.file, api.settings.rules_dir,
-                                       api.catalogue.codes or None)
+                                       lab_catalogue(api).codes or None)
     return {"ok": not problems, "problems": problems}
 
 
@@ -117,7 +126,7 @@ async def start_backtest(body: BacktestRequest, request: Request, api: Ctx, staf
     try:
         since, until = resolve_range(body.since, body.until, body.last, await history_end(api), api.clock())
         plan = await asyncio.to_thread(
-            lab_plan, api.settings.rules_dir, api.catalogue.codes or None, since=since, until=until,
+            lab_plan, api.settings.rules_dir, lab_catalogue(api).codes or None, since=since, until=until,
             rules_yaml=body.rules_yaml,
             file=body.file, rule=body.rule, compare_with_deployed=body.compare_with_deployed,
             with_store=body.with_store, devices=tuple(body.devices), kinds=tuple(body.kinds),

@@ -52,7 +52,7 @@ async def current_user(request: Request) -> ConsoleUser | None:
     api = context_of(request)
     async with api.pool.connection() as conn:
         found = await session_user(conn, token_digest(token), api.clock())
-        scope = scope_of(await memberships(conn, found[0].id)) if found else None
+        scope = scope_of(await memberships(conn, found[0].id), found[0].jurisdiction) if found else None
     if found is None or scope is None:
         return None
     user, csrf_token = found

@@ -169,7 +169,8 @@ class CollectionRule(RuleBase):
         kind = self.collection.households.device_kind
         if kind:
             for device in devices:
-                if device.kind == kind and (household := household_from_device(device)):
+                if device.kind == kind and device.jurisdiction == self.jurisdiction \
+                        and (household := household_from_device(device)):
                     found.setdefault(household.tag, household)
         return found
 

@@ -35,6 +35,13 @@ class RuleSet:
     def by_id(self) -> dict[str, RuleBase]:
         return {rule.id: rule for rule in self.rules}
 
+    @classmethod
+    def merged(cls, sets: Iterable[RuleSet]) -> RuleSet:
+        """Several municipalities' rules as one set (their ids are prefixed: none is shared)."""
+        found = list(sets)
+        return cls(tuple(rule for one in found for rule in one.rules),
+                   tuple(entry for one in found for entry in one.signature))
+
 
 def files_signature(rules_dir: Path) -> tuple[tuple[str, int, int], ...]:
     """What changes when a rule or zone file is edited, added or removed."""
@@ -51,8 +58,10 @@ def files_signature(rules_dir: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None,
-               organisations: Iterable[str] | None = None) -> RuleSet:
-    """`service_codes` and `organisations`, when given, are what a rule's incident may name."""
+               organisations: Iterable[str] | None = None, jurisdiction: str = "") -> RuleSet:
+    """`service_codes` and `organisations`, when given, are what a rule's incident may name. With a
+    `jurisdiction`, each rule applies only to that municipality's devices and its id is prefixed with it
+    (`<jurisdiction>/<id>`), so that two cities' rules never share an incident or a state."""
     signature = files_signature(rules_dir)
     problems: list[str] = []
     try:
@@ -95,6 +104,9 @@ def load_rules(rules_dir: Path, service_codes: Iterable[str] | None = None,
                 problems.append(f"{path}:{line[0]}: rule {config.id}: {exc}")
                 continue
             if config.enabled:
+                if jurisdiction:
+                    rule.jurisdiction = jurisdiction
+                    rule.id = f"{jurisdiction}/{rule.id}"
                 rules.append(rule)
     if problems:
         raise RuleFileError(problems)

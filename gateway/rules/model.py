@@ -232,6 +232,10 @@ class RuleBase:
     state_version: ClassVar[int] = 1
     _state_adapters: ClassVar[dict[type, TypeAdapter[Any]]] = {}
 
+    # The municipality whose rule files it came from ('' on a single-city install): it applies only to that
+    # jurisdiction's devices. Set by the loader, which also prefixes the id with it.
+    jurisdiction: str = ""
+
     def __init__(self, config: RuleConfigBase) -> None:
         self.id = config.id
         self.config = config
@@ -242,6 +246,8 @@ class RuleBase:
     def applies_to(self, device: Device | None, device_id: str, profile: str) -> bool:
         applies = self.config.applies_to
         kind = device.kind if device else None
+        if (device.jurisdiction if device else "") != self.jurisdiction:
+            return False
         if applies.profiles and profile not in applies.profiles:
             return False
         if applies.kinds and kind not in applies.kinds:
@@ -322,7 +328,7 @@ class RuleBase:
             severity=severity or spec.severity, title=render(spec.title, context),
             description=render(spec.description, context), device_id=device_id or device.get("id"),
             lat=lat, lon=lon, address=address if address is not None else device.get("address"),
-            data=dict(data or {}), handling=spec.handling(),
+            data=dict(data or {}), handling=spec.handling(), jurisdiction=self.jurisdiction,
         )
 
 

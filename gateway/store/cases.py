@@ -49,7 +49,7 @@ async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding], *,
                     "description": finding.description, "rule_id": finding.rule_id, "device_id": finding.device_id,
                     "subject": finding.subject, "dedupe_key": finding.dedupe_key, "lat": finding.lat,
                     "lon": finding.lon, "address": finding.address, "time": finding.time,
-                    "attributes": Jsonb(dict(finding.data)),
+                    "attributes": Jsonb(dict(finding.data)), "jurisdiction": finding.jurisdiction,
                 })
                 row = await cur.fetchone()
                 assert row is not None
@@ -62,7 +62,7 @@ async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding], *,
                              to_status="open" if created else None)
                 if created and assign is not None:
                     assignment = assign(finding.service_code, finding.lat, finding.lon, finding.time,
-                                        dict(finding.handling))
+                                        dict(finding.handling), finding.jurisdiction)
                     await record_routing(conn, incident_id, assignment, f"{RULE_ACTOR}:{finding.rule_id}")
                 if created and finding.lat is not None and finding.lon is not None:
                     await _link_earlier_reports(conn, incident_id, finding, correlation_distance_m,
@@ -93,7 +93,8 @@ async def _link_earlier_reports(conn: AsyncConnection, incident_id: int, finding
     async with conn.cursor() as cur:
         await cur.execute(query("link_open_reports"), {
             "incident_id": incident_id, "service_code": finding.service_code, "lat": finding.lat,
-            "lon": finding.lon, "since": finding.time - window, "distance_m": distance_m})
+            "lon": finding.lon, "since": finding.time - window, "distance_m": distance_m,
+            "jurisdiction": finding.jurisdiction})
         reports = sorted(row[0] for row in await cur.fetchall())
     for report_id in reports:
         await add_event(conn, report_id, "link", "system", note=f"linked to incident {incident_id}",

@@ -16,8 +16,9 @@ from gateway.store.queries import query
 
 
 def _device(row: tuple[Any, ...]) -> Device:
-    device_id, profile, kind, name, lat, lon, attributes, last_f_cnt, last_seen = row
-    return Device(device_id, profile, kind, name, lat, lon, MappingProxyType(attributes or {}), last_f_cnt, last_seen)
+    device_id, profile, kind, name, lat, lon, attributes, last_f_cnt, last_seen, jurisdiction = row
+    return Device(device_id, profile, kind, name, lat, lon, MappingProxyType(attributes or {}), last_f_cnt, last_seen,
+                  jurisdiction)
 
 
 async def load_devices(conn: AsyncConnection) -> list[Device]:
@@ -57,7 +58,7 @@ def upsert_devices(conninfo: str, devices: Sequence[Device]) -> int:
             query("upsert_device"),
             [
                 {"device_id": d.device_id, "profile": d.profile, "kind": d.kind, "name": d.name,
-                 "lat": d.lat, "lon": d.lon, "attributes": Jsonb(dict(d.attributes))}
+                 "lat": d.lat, "lon": d.lon, "attributes": Jsonb(dict(d.attributes)), "jurisdiction": d.jurisdiction}
                 for d in devices
             ],
         )

@@ -4,7 +4,7 @@ is decided above the store (gateway/organisation/routing.py); the store records 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -23,6 +23,7 @@ class Organisation:
     kind: str  # department | partner
     emails: tuple[str, ...]
     webhook_url: str | None
+    jurisdiction: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class NewOrganisation:
     kind: str
     emails: tuple[str, ...] = ()
     webhook_url: str | None = None
+    jurisdiction: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +57,13 @@ class Assignment:
 
 class Assigner(Protocol):
     def __call__(self, service_code: str, lat: float | None, lon: float | None, registered_at: datetime,
-                 overrides: dict[str, object] | None = None) -> Assignment: ...
+                 overrides: Mapping[str, object] | None = None, jurisdiction: str = "") -> Assignment: ...
 
 
 def _organisation(row: tuple[object, ...]) -> Organisation:
-    id_, slug, name, kind, emails, webhook_url = row
+    id_, slug, name, kind, emails, webhook_url, jurisdiction = row
     return Organisation(int(id_), str(slug), str(name), str(kind), tuple(emails or ()),  # type: ignore[call-overload, arg-type]
-                        str(webhook_url) if webhook_url else None)
+                        str(webhook_url) if webhook_url else None, str(jurisdiction))
 
 
 def seed_organisations(conninfo: str, organisations: Iterable[NewOrganisation]) -> list[str]:
@@ -85,7 +87,7 @@ def save_organisation(conninfo: str, org: NewOrganisation) -> bool:
 
 def _params(org: NewOrganisation) -> dict[str, object]:
     return {"slug": org.slug, "name": org.name, "kind": org.kind, "emails": list(org.emails),
-            "webhook_url": org.webhook_url}
+            "webhook_url": org.webhook_url, "jurisdiction": org.jurisdiction}
 
 
 def list_organisations(conninfo: str) -> list[Organisation]:
@@ -99,16 +101,17 @@ async def organisations(conn: AsyncConnection) -> list[Organisation]:
         return [_organisation(row) for row in await cur.fetchall()]
 
 
-def set_member(conninfo: str, slug: str, user: str, role: str) -> bool:
-    """False when there is no such organisation or user."""
+def set_member(conninfo: str, slug: str, user: str, role: str, jurisdiction: str = "") -> bool:
+    """False when there is no such organisation, or no such user among that municipality's staff."""
+    params = {"slug": slug, "user": user, "role": role, "jurisdiction": jurisdiction}
     with psycopg.connect(conninfo) as conn, conn.transaction():
-        return conn.execute(query("set_organisation_member"), {"slug": slug, "user": user, "role": role}).fetchone() \
-            is not None
+        return conn.execute(query("set_organisation_member"), params).fetchone() is not None
 
 
-def remove_member(conninfo: str, slug: str, user: str) -> bool:
+def remove_member(conninfo: str, slug: str, user: str, jurisdiction: str = "") -> bool:
+    params = {"slug": slug, "user": user, "jurisdiction": jurisdiction}
     with psycopg.connect(conninfo) as conn, conn.transaction():
-        return conn.execute(query("remove_organisation_member"), {"slug": slug, "user": user}).fetchone() is not None
+        return conn.execute(query("remove_organisation_member"), params).fetchone() is not None
 
 
 def list_members(conninfo: str) -> list[tuple[str, str, str]]:

@@ -42,14 +42,15 @@ ON CONFLICT (device_id) DO UPDATE
         last_f_cnt = COALESCE(EXCLUDED.last_f_cnt, d.last_f_cnt);
 
 -- name: all_devices
-SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt, last_seen FROM devices;
+SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt, last_seen, jurisdiction_id FROM devices;
 
 -- name: upsert_device
-INSERT INTO devices AS d (device_id, profile, kind, name, lat, lon, attributes)
-VALUES (%(device_id)s, %(profile)s, %(kind)s, %(name)s, %(lat)s, %(lon)s, %(attributes)s)
+INSERT INTO devices AS d (device_id, profile, kind, name, lat, lon, attributes, jurisdiction_id)
+VALUES (%(device_id)s, %(profile)s, %(kind)s, %(name)s, %(lat)s, %(lon)s, %(attributes)s, %(jurisdiction)s)
 ON CONFLICT (device_id) DO UPDATE
     SET profile = EXCLUDED.profile, kind = EXCLUDED.kind, name = EXCLUDED.name, lat = EXCLUDED.lat,
-        lon = EXCLUDED.lon, attributes = EXCLUDED.attributes, updated_at = now();
+        lon = EXCLUDED.lon, attributes = EXCLUDED.attributes, jurisdiction_id = EXCLUDED.jurisdiction_id,
+        updated_at = now();
 
 -- name: ensure_partitions
 SELECT wastegate_ensure_telemetry_partitions(%(first_day)s, %(last_day)s);
@@ -87,7 +88,7 @@ CROSS JOIN LATERAL (
 WHERE %(device_ids)s::text[] IS NULL OR d.device_id = ANY(%(device_ids)s::text[]);
 
 -- name: devices_by_id
-SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt, last_seen FROM devices
+SELECT device_id, profile, kind, name, lat, lon, attributes, last_f_cnt, last_seen, jurisdiction_id FROM devices
 WHERE %(device_ids)s::text[] IS NULL OR device_id = ANY(%(device_ids)s::text[])
 ORDER BY device_id;
 
@@ -95,9 +96,10 @@ ORDER BY device_id;
 -- Opens the incident of a (rule, subject), or counts one more occurrence of the open one. The partial
 -- unique index makes this safe between replicas. `created` tells which happened.
 INSERT INTO incidents AS i (source, service_code, severity, title, description, rule_id, device_id, subject,
-                            dedupe_key, lat, lon, address, first_seen_at, last_seen_at, attributes)
+                            dedupe_key, lat, lon, address, first_seen_at, last_seen_at, attributes, jurisdiction_id)
 VALUES ('device_rule', %(service_code)s, %(severity)s, %(title)s, %(description)s, %(rule_id)s, %(device_id)s,
-        %(subject)s, %(dedupe_key)s, %(lat)s, %(lon)s, %(address)s, %(time)s, %(time)s, %(attributes)s)
+        %(subject)s, %(dedupe_key)s, %(lat)s, %(lon)s, %(address)s, %(time)s, %(time)s, %(attributes)s,
+        %(jurisdiction)s)
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status NOT IN ('resolved', 'closed')
 DO UPDATE SET occurrences = i.occurrences + 1,
               last_seen_at = GREATEST(i.last_seen_at, EXCLUDED.last_seen_at),
@@ -165,9 +167,9 @@ WHERE id = %(id)s;
 
 -- name: insert_report
 INSERT INTO incidents (source, service_code, severity, title, description, lat, lon, address, first_seen_at,
-                       last_seen_at, reporter, media_url, attributes, linked_to)
+                       last_seen_at, reporter, media_url, attributes, linked_to, jurisdiction_id)
 VALUES (%(source)s, %(service_code)s, 'minor', %(title)s, %(description)s, %(lat)s, %(lon)s, %(address)s, %(now)s,
-        %(now)s, %(reporter)s, %(media_url)s, %(attributes)s, %(linked_to)s)
+        %(now)s, %(reporter)s, %(media_url)s, %(attributes)s, %(linked_to)s, %(jurisdiction)s)
 RETURNING id;
 
 -- name: matching_device_incident
@@ -177,7 +179,7 @@ SELECT id, distance_m FROM (
     SELECT id, 111320.0 * sqrt(power(lat - %(lat)s, 2)
                                + power((lon - %(lon)s) * cos(radians(%(lat)s)), 2)) AS distance_m
     FROM incidents
-    WHERE source = 'device_rule' AND service_code = %(service_code)s
+    WHERE source = 'device_rule' AND service_code = %(service_code)s AND jurisdiction_id = %(jurisdiction)s
       AND status NOT IN ('resolved', 'closed') AND last_seen_at >= %(since)s
       AND lat IS NOT NULL AND lon IS NOT NULL
 ) near
@@ -190,6 +192,7 @@ LIMIT 1;
 -- its service near it, made within the window before it and linked to nothing yet, are linked to it.
 UPDATE incidents SET linked_to = %(incident_id)s, updated_at = now()
 WHERE source <> 'device_rule' AND service_code = %(service_code)s AND linked_to IS NULL AND duplicate_of IS NULL
+  AND jurisdiction_id = %(jurisdiction)s
   AND status NOT IN ('resolved', 'closed') AND first_seen_at >= %(since)s
   AND lat IS NOT NULL AND lon IS NOT NULL
   AND 111320.0 * sqrt(power(lat - %(lat)s, 2) + power((lon - %(lon)s) * cos(radians(%(lat)s)), 2)) <= %(distance_m)s
@@ -221,6 +224,7 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(overdue)s::boolean IS NULL OR (resolve_by < %(now)s AND status NOT IN ('resolved', 'closed')) = %(overdue)s)
   AND (%(organisation)s::bigint IS NULL OR organisation_id = %(organisation)s::bigint)
   AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
+  AND jurisdiction_id = %(jurisdiction)s
 ORDER BY id DESC
 LIMIT %(limit)s;
 
@@ -238,7 +242,7 @@ LEFT JOIN LATERAL (
       AND NOT (i.source = 'device_rule' AND starts_with(e.actor, 'rule:'))
     ORDER BY e.id DESC LIMIT 1
 ) notes ON true
-WHERE i.service_code = ANY(%(public_codes)s::text[])
+WHERE i.service_code = ANY(%(public_codes)s::text[]) AND i.jurisdiction_id = %(jurisdiction)s
   AND (%(ids)s::bigint[] IS NULL OR i.id = ANY(%(ids)s::bigint[]))
   AND (%(service_code)s::text[] IS NULL OR i.service_code = ANY(%(service_code)s::text[]))
   AND (%(statuses)s::text[] IS NULL OR i.status = ANY(%(statuses)s::text[]))
@@ -256,6 +260,7 @@ SELECT e.id, e.incident_id, e.at, e.to_status, i.status, i.media_url,
        CASE WHEN i.source = 'device_rule' AND starts_with(e.actor, 'rule:') THEN '' ELSE e.note END AS note
 FROM incident_events e JOIN incidents i ON i.id = e.incident_id
 WHERE e.public AND e.kind IN ('created', 'status', 'comment') AND i.service_code = ANY(%(public_codes)s::text[])
+  AND i.jurisdiction_id = %(jurisdiction)s
   AND (%(start)s::timestamptz IS NULL OR e.at >= %(start)s::timestamptz)
   AND (%(end)s::timestamptz IS NULL OR e.at <= %(end)s::timestamptz)
 ORDER BY e.id
@@ -280,6 +285,7 @@ FROM (
            CASE WHEN i.source = 'device_rule' THEN i.first_seen_at ELSE i.created_at END AS opened_at
     FROM incidents i LEFT JOIN organisations o ON o.id = i.organisation_id
     WHERE (%(organisations)s::bigint[] IS NULL OR i.organisation_id = ANY(%(organisations)s::bigint[]))
+      AND i.jurisdiction_id = %(jurisdiction)s
 ) i
 WHERE opened_at >= %(start)s AND opened_at < %(end)s
 GROUP BY GROUPING SETS ((service_code), (source), (status), (organisation), ())
@@ -295,6 +301,7 @@ LEFT JOIN LATERAL (
 ) t ON true
 WHERE (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
   AND (%(device_id)s::text IS NULL OR d.device_id = %(device_id)s::text)
+  AND d.jurisdiction_id = %(jurisdiction)s
 ORDER BY d.device_id
 LIMIT %(limit)s;
 
@@ -305,6 +312,7 @@ JOIN LATERAL (
     SELECT time, lat, lon, speed_kmh, heading_deg FROM telemetry
     WHERE telemetry.device_id = d.device_id AND lat IS NOT NULL ORDER BY time DESC LIMIT 1
 ) t ON true
+WHERE d.jurisdiction_id = %(jurisdiction)s
 ORDER BY d.device_id;
 
 -- name: telemetry_count
@@ -328,6 +336,7 @@ GROUP BY 1 ORDER BY 1;
 SELECT id, service_code, status, severity, title, source, lat, lon, created_at FROM incidents
 WHERE status NOT IN ('resolved', 'closed') AND lat IS NOT NULL AND lon IS NOT NULL
   AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
+  AND jurisdiction_id = %(jurisdiction)s
 ORDER BY id DESC LIMIT %(limit)s;
 
 -- name: webhook_cursor
@@ -397,9 +406,10 @@ SET replayed_at = %(at)s, replay_outcome = 'rejected', reason = %(reason)s, deta
 WHERE id = %(id)s;
 
 -- name: insert_user
-INSERT INTO users (name, password_hash, role, language) VALUES (%(name)s, %(password_hash)s, %(role)s, %(language)s)
+INSERT INTO users (name, password_hash, role, language, jurisdiction_id)
+VALUES (%(name)s, %(password_hash)s, %(role)s, %(language)s, %(jurisdiction)s)
 ON CONFLICT (name) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role,
-    language = EXCLUDED.language, disabled = false
+    language = EXCLUDED.language, jurisdiction_id = EXCLUDED.jurisdiction_id, disabled = false
 RETURNING id, (xmax = 0) AS created;
 
 -- name: user_by_name
@@ -411,7 +421,7 @@ VALUES (%(token_hash)s, %(user_id)s, %(csrf_token)s, %(expires_at)s);
 
 -- name: console_session_user
 -- The user of a live session; expired sessions and disabled users sign nobody in.
-SELECT u.id, u.name, u.password_hash, u.role, u.language, u.disabled, s.csrf_token
+SELECT u.id, u.name, u.password_hash, u.role, u.language, u.disabled, s.csrf_token, u.jurisdiction_id
 FROM console_sessions s JOIN users u ON u.id = s.user_id
 WHERE s.token_hash = %(token_hash)s AND s.expires_at > %(now)s AND NOT u.disabled;
 
@@ -435,7 +445,8 @@ JOIN LATERAL (
     SELECT time, lat, lon, speed_kmh, heading_deg FROM telemetry
     WHERE telemetry.device_id = d.device_id AND lat IS NOT NULL ORDER BY time DESC LIMIT 1
 ) t ON true
-WHERE d.kind = 'truck' AND (%(device_ids)s::text[] IS NULL OR d.device_id = ANY(%(device_ids)s::text[]));
+WHERE d.kind = 'truck' AND (%(device_ids)s::text[] IS NULL OR d.device_id = ANY(%(device_ids)s::text[]))
+  AND d.jurisdiction_id = %(jurisdiction)s;
 
 -- name: console_containers
 -- Fixed devices at their registered place with their latest values (each from the newest row that has it).
@@ -450,15 +461,16 @@ SELECT d.device_id, coalesce(d.name, d.device_id) AS name, d.kind, d.lat, d.lon,
     d.profile, d.attributes->'expected_interval_s' AS expected_interval_s
 FROM devices d
 WHERE d.kind NOT IN ('truck', 'household') AND d.lat IS NOT NULL AND d.lon IS NOT NULL
-  AND (%(device_ids)s::text[] IS NULL OR d.device_id = ANY(%(device_ids)s::text[]));
+  AND (%(device_ids)s::text[] IS NULL OR d.device_id = ANY(%(device_ids)s::text[]))
+  AND d.jurisdiction_id = %(jurisdiction)s;
 
 -- name: console_open_incidents_by_device
 SELECT device_id, array_agg(DISTINCT service_code ORDER BY service_code) AS service_codes FROM incidents
-WHERE status NOT IN ('resolved', 'closed') AND device_id IS NOT NULL
+WHERE status NOT IN ('resolved', 'closed') AND device_id IS NOT NULL AND jurisdiction_id = %(jurisdiction)s
 GROUP BY device_id;
 
 -- name: console_devices_seen_since
-SELECT device_id, kind FROM devices WHERE last_seen > %(since)s;
+SELECT device_id, kind FROM devices WHERE last_seen > %(since)s AND jurisdiction_id = %(jurisdiction)s;
 
 -- name: console_incidents_changed_since
 -- Incidents with an event after the cursor, as they are now, and the new cursor.
@@ -466,6 +478,7 @@ SELECT i.id, i.service_code, i.status, i.severity, i.title, i.source, i.lat, i.l
 FROM (SELECT incident_id, max(id) AS last_event FROM incident_events WHERE id > %(after)s GROUP BY incident_id) e
 JOIN incidents i ON i.id = e.incident_id
 WHERE (%(organisations)s::bigint[] IS NULL OR i.organisation_id = ANY(%(organisations)s::bigint[]))
+  AND i.jurisdiction_id = %(jurisdiction)s
 ORDER BY e.last_event;
 
 -- name: console_last_event_id
@@ -480,6 +493,7 @@ SELECT i.id, i.source, i.service_code, i.status, i.severity, i.title, i.device_i
 FROM incidents i LEFT JOIN organisations o ON o.id = i.organisation_id
 WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(organisations)s::bigint[] IS NULL OR i.organisation_id = ANY(%(organisations)s::bigint[]))
+  AND i.jurisdiction_id = %(jurisdiction)s
   AND (%(organisation)s::bigint IS NULL OR i.organisation_id = %(organisation)s::bigint)
   AND (NOT %(overdue)s::boolean OR (i.resolve_by < %(now)s AND i.status NOT IN ('resolved', 'closed')))
   AND (%(service_code)s::text IS NULL OR service_code = %(service_code)s::text)
@@ -499,13 +513,17 @@ LIMIT %(limit)s OFFSET %(offset)s;
 SELECT status, n FROM incident_status_counts WHERE n > 0;
 
 -- name: console_incident_counts_in_scope
--- For a partner's members: their organisations' incidents only (a count over those, by its index).
-SELECT status, count(*) AS n FROM incidents WHERE organisation_id = ANY(%(organisations)s::bigint[])
+-- For a partner's members (their organisations' incidents only), and on an instance of several
+-- municipalities (each its own): a count over those, by their indexes.
+SELECT status, count(*) AS n FROM incidents
+WHERE jurisdiction_id = %(jurisdiction)s
+  AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
 GROUP BY status;
 
 -- name: console_linked_reports
 SELECT id, source, status, title, created_at, media_url FROM incidents
 WHERE linked_to = %(id)s AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
+  AND jurisdiction_id = %(jurisdiction)s
 ORDER BY id;
 
 -- name: console_readings_around
@@ -523,14 +541,14 @@ LEFT JOIN LATERAL (
     SELECT time, fill_pct, battery_pct, temperature_c, speed_kmh FROM telemetry
     WHERE telemetry.device_id = d.device_id ORDER BY time DESC LIMIT 1
 ) t ON true
-WHERE (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
+WHERE (%(kind)s::text IS NULL OR d.kind = %(kind)s::text) AND d.jurisdiction_id = %(jurisdiction)s
   AND (%(text)s::text IS NULL OR d.device_id ILIKE '%%' || %(text)s::text || '%%'
        OR d.name ILIKE '%%' || %(text)s::text || '%%')
 ORDER BY d.device_id
 LIMIT %(limit)s;
 
 -- name: console_device_kinds
-SELECT kind, count(*) AS n FROM devices GROUP BY kind ORDER BY kind;
+SELECT kind, count(*) AS n FROM devices WHERE jurisdiction_id = %(jurisdiction)s GROUP BY kind ORDER BY kind;
 
 -- name: console_route
 -- A truck's positions over a day, thinned to one per bucket, for the replay on the map.
@@ -556,10 +574,12 @@ WITH days AS (
     WHERE (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) >= %(start)s
       AND (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) < %(end)s
       AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
+      AND jurisdiction_id = %(jurisdiction)s
     GROUP BY 1
 ), resolved AS (
     SELECT resolved_at::date AS day, count(*) AS n FROM incidents
-    WHERE resolved_at >= %(start)s AND resolved_at < %(end)s AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[])) GROUP BY 1
+    WHERE resolved_at >= %(start)s AND resolved_at < %(end)s AND jurisdiction_id = %(jurisdiction)s
+      AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[])) GROUP BY 1
 )
 SELECT days.day, coalesce(opened.n, 0) AS opened, coalesce(resolved.n, 0) AS resolved
 FROM days LEFT JOIN opened USING (day) LEFT JOIN resolved USING (day)
@@ -575,6 +595,7 @@ FROM incidents
 WHERE (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) >= %(start)s
   AND (CASE WHEN source = 'device_rule' THEN first_seen_at ELSE created_at END) < %(end)s
   AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
+  AND jurisdiction_id = %(jurisdiction)s
 LIMIT 200000;
 
 -- name: console_stats_fill
@@ -585,7 +606,7 @@ CROSS JOIN LATERAL (
     SELECT fill_pct FROM telemetry x WHERE x.device_id = d.device_id AND fill_pct IS NOT NULL
     ORDER BY time DESC LIMIT 1
 ) f
-WHERE d.kind = 'container'
+WHERE d.kind = 'container' AND d.jurisdiction_id = %(jurisdiction)s
 GROUP BY 1 ORDER BY 1;
 
 -- name: console_stats_collections
@@ -595,10 +616,12 @@ WITH days AS (
                                                %(end)s::timestamptz - interval '1 second', interval '1 day') d
 ), lifted AS (
     SELECT time::date AS day, count(*) AS n FROM telemetry
-    WHERE event = 'bin_lift' AND time >= %(start)s AND time < %(end)s GROUP BY 1
+    WHERE event = 'bin_lift' AND time >= %(start)s AND time < %(end)s
+      AND device_id IN (SELECT device_id FROM devices WHERE jurisdiction_id = %(jurisdiction)s) GROUP BY 1
 ), missed AS (
     SELECT first_seen_at::date AS day, count(*) AS n FROM incidents
-    WHERE service_code = 'missed_collection' AND first_seen_at >= %(start)s AND first_seen_at < %(end)s GROUP BY 1
+    WHERE service_code = 'missed_collection' AND first_seen_at >= %(start)s AND first_seen_at < %(end)s
+      AND jurisdiction_id = %(jurisdiction)s GROUP BY 1
 )
 SELECT days.day, coalesce(lifted.n, 0) AS lifted, coalesce(missed.n, 0) AS missed
 FROM days LEFT JOIN lifted USING (day) LEFT JOIN missed USING (day)
@@ -654,30 +677,33 @@ ORDER BY i.first_seen_at, i.id;
 
 -- name: seed_organisation
 -- From organisations.yaml: added when missing; one that exists keeps what the console and the CLI made it.
-INSERT INTO organisations (slug, name, kind, emails, webhook_url)
-VALUES (%(slug)s, %(name)s, %(kind)s, %(emails)s, %(webhook_url)s)
-ON CONFLICT (slug) DO NOTHING
+INSERT INTO organisations (slug, name, kind, emails, webhook_url, jurisdiction_id)
+VALUES (%(slug)s, %(name)s, %(kind)s, %(emails)s, %(webhook_url)s, %(jurisdiction)s)
+ON CONFLICT (jurisdiction_id, slug) DO NOTHING
 RETURNING id;
 
 -- name: insert_organisation
-INSERT INTO organisations (slug, name, kind, emails, webhook_url)
-VALUES (%(slug)s, %(name)s, %(kind)s, %(emails)s, %(webhook_url)s)
-ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, emails = EXCLUDED.emails,
+INSERT INTO organisations (slug, name, kind, emails, webhook_url, jurisdiction_id)
+VALUES (%(slug)s, %(name)s, %(kind)s, %(emails)s, %(webhook_url)s, %(jurisdiction)s)
+ON CONFLICT (jurisdiction_id, slug) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, emails = EXCLUDED.emails,
     webhook_url = COALESCE(EXCLUDED.webhook_url, organisations.webhook_url)
 RETURNING id, (xmax = 0) AS created;
 
 -- name: all_organisations
-SELECT id, slug, name, kind, emails, webhook_url FROM organisations ORDER BY slug;
+SELECT id, slug, name, kind, emails, webhook_url, jurisdiction_id FROM organisations ORDER BY jurisdiction_id, slug;
 
 -- name: set_organisation_member
 INSERT INTO organisation_members (organisation_id, user_id, role)
-SELECT o.id, u.id, %(role)s FROM organisations o, users u WHERE o.slug = %(slug)s AND u.name = %(user)s
+SELECT o.id, u.id, %(role)s FROM organisations o, users u
+WHERE o.slug = %(slug)s AND u.name = %(user)s AND o.jurisdiction_id = %(jurisdiction)s
+  AND u.jurisdiction_id = %(jurisdiction)s
 ON CONFLICT (organisation_id, user_id) DO UPDATE SET role = EXCLUDED.role
 RETURNING organisation_id;
 
 -- name: remove_organisation_member
 DELETE FROM organisation_members m USING organisations o, users u
 WHERE m.organisation_id = o.id AND m.user_id = u.id AND o.slug = %(slug)s AND u.name = %(user)s
+  AND o.jurisdiction_id = %(jurisdiction)s
 RETURNING m.organisation_id;
 
 -- name: organisation_members
@@ -695,7 +721,7 @@ UPDATE incidents SET organisation_id = %(organisation_id)s, priority = %(priorit
 WHERE id = %(id)s;
 
 -- name: incident_organisation
-SELECT organisation_id FROM incidents WHERE id = %(id)s;
+SELECT organisation_id, jurisdiction_id FROM incidents WHERE id = %(id)s;
 
 -- name: reassign_incident
 UPDATE incidents SET organisation_id = %(organisation_id)s, updated_at = now() WHERE id = %(id)s;
@@ -720,10 +746,11 @@ UPDATE mail_cursor SET last_event_id = %(event_id)s, updated_at = now() WHERE na
 SELECT e.id AS event_id, e.kind, e.to_status, e.note, e.public, e.data, e.actor,
        i.id, i.source, i.service_code, i.status, i.title, i.description, i.address, i.lat, i.lon, i.priority,
        i.respond_by, i.resolve_by, i.created_at, i.reporter ->> 'email' AS reporter_email,
-       o.id AS organisation_id, o.name AS organisation_name, o.emails AS organisation_emails
+       o.id AS organisation_id, o.name AS organisation_name, o.emails AS organisation_emails, i.jurisdiction_id
 FROM incident_events e JOIN incidents i ON i.id = e.incident_id
 -- an assignment's organisation is the one the event names (the incident may have moved on since)
 LEFT JOIN organisations o ON o.slug = e.data ->> 'organisation' AND e.kind = 'assignment'
+    AND o.jurisdiction_id = i.jurisdiction_id
 WHERE e.id > %(after)s
 ORDER BY e.id
 LIMIT %(limit)s;
@@ -760,7 +787,7 @@ SELECT value FROM instance_secrets WHERE name = %(name)s;
 -- name: overdue_by_organisation
 -- Open incidents past their resolve_by, per organisation with an address, for the daily digest.
 SELECT o.id AS organisation_id, o.name AS organisation_name, o.emails AS organisation_emails,
-       i.id, i.service_code, i.title, i.address, i.resolve_by
+       o.jurisdiction_id, i.id, i.service_code, i.title, i.address, i.resolve_by
 FROM incidents i JOIN organisations o ON o.id = i.organisation_id
 WHERE i.resolve_by < %(now)s AND i.status NOT IN ('resolved', 'closed') AND cardinality(o.emails) > 0
 ORDER BY o.id, i.resolve_by, i.id;
@@ -778,7 +805,7 @@ ORDER BY id DESC LIMIT %(limit)s;
 
 -- name: followed_report
 -- What the reporter's follow page shows of their report: its public fields only.
-SELECT id, service_code, status, description, address, created_at, updated_at FROM incidents
+SELECT id, service_code, status, description, address, created_at, updated_at, jurisdiction_id FROM incidents
 WHERE id = %(id)s AND source = 'citizen';
 
 -- name: followed_report_notes

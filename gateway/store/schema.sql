@@ -17,7 +17,9 @@ CREATE TABLE devices (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     -- LoRaWAN: uplinks lost (jumps in the frame counter) and the last counter seen
     uplink_frames_lost bigint NOT NULL DEFAULT 0,
-    last_f_cnt  bigint
+    last_f_cnt  bigint,
+    -- the municipality it serves ('' on a single-city install): only that city's rules apply to it
+    jurisdiction_id text NOT NULL DEFAULT ''
 );
 CREATE INDEX devices_kind_idx ON devices (kind);
 
@@ -144,13 +146,16 @@ CREATE INDEX rejected_messages_reason_idx ON rejected_messages (reason, received
 -- Departments and partner entities; incidents are routed to one of them.
 CREATE TABLE organisations (
     id          bigserial PRIMARY KEY,
-    slug        text NOT NULL UNIQUE CHECK (slug ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
+    -- the municipality it serves ('' on a single-city install)
+    jurisdiction_id text NOT NULL DEFAULT '',
+    slug        text NOT NULL CHECK (slug ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
     name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     kind        text NOT NULL CHECK (kind IN ('department', 'partner')),
     emails      text[] NOT NULL DEFAULT '{}',
     -- a partner's own webhook: it receives the changes of the incidents routed to it, and nothing else
     webhook_url text,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (jurisdiction_id, slug)
 );
 
 CREATE TABLE incidents (
@@ -188,7 +193,9 @@ CREATE TABLE incidents (
     -- what Open311 calls it (NULL: its service's name); title and description are internal for device
     -- incidents, rendered from device and household attributes
     public_title    text,
-    -- where it is routed, how urgent, and its deadlines on the working-hours calendar
+    -- the municipality ('' on a single-city install); where it is routed, how urgent, and its deadlines on
+    -- the working-hours calendar
+    jurisdiction_id  text NOT NULL DEFAULT '',
     organisation_id  bigint REFERENCES organisations (id),
     priority         text CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
     respond_by       timestamptz,
@@ -201,6 +208,7 @@ CREATE INDEX incidents_service_code_idx ON incidents (service_code, created_at);
 CREATE INDEX incidents_device_idx ON incidents (device_id, created_at);
 CREATE INDEX incidents_linked_to_idx ON incidents (linked_to) WHERE linked_to IS NOT NULL;
 CREATE INDEX incidents_organisation_idx ON incidents (organisation_id, id);
+CREATE INDEX incidents_jurisdiction_idx ON incidents (jurisdiction_id, id);
 CREATE INDEX incidents_open_resolve_by_idx ON incidents (resolve_by)
     WHERE resolve_by IS NOT NULL AND status NOT IN ('resolved', 'closed');
 CREATE INDEX incidents_open_place_idx ON incidents (service_code, lat, lon) WHERE status NOT IN ('resolved', 'closed');
@@ -250,7 +258,9 @@ CREATE TABLE users (
     role           text NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
     language       text CHECK (language IN ('en', 'ca', 'es')),
     disabled       boolean NOT NULL DEFAULT false,
-    created_at     timestamptz NOT NULL DEFAULT now()
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    -- the municipality whose staff they are ('' on a single-city install)
+    jurisdiction_id text NOT NULL DEFAULT ''
 );
 
 CREATE TABLE console_sessions (

@@ -21,13 +21,15 @@ class User:
     role: str
     language: str | None
     disabled: bool
+    jurisdiction: str = ""
 
 
-def upsert_user(conninfo: str, name: str, password_hash: str, role: str, language: str | None) -> bool:
-    """Creates the user, or replaces its password, role and language; True when it was created."""
+def upsert_user(conninfo: str, name: str, password_hash: str, role: str, language: str | None,
+                jurisdiction: str = "") -> bool:
+    """Creates the user, or replaces its password, role, language and municipality; True when it was created."""
     with psycopg.connect(conninfo) as conn, conn.transaction():
         row = conn.execute(query("insert_user"), {"name": name, "password_hash": password_hash, "role": role,
-                                                  "language": language}).fetchone()
+                                                  "language": language, "jurisdiction": jurisdiction}).fetchone()
     assert row is not None
     return bool(row[1])
 
@@ -49,7 +51,9 @@ async def session_user(conn: AsyncConnection, token_hash: bytes, now: datetime) 
     async with conn.cursor() as cur:
         await cur.execute(query("console_session_user"), {"token_hash": token_hash, "now": now})
         row: Any = await cur.fetchone()
-    return (User(*row[:6]), str(row[6])) if row else None
+    if row is None:
+        return None
+    return User(row[0], row[1], row[2], row[3], row[4], row[5], str(row[7])), str(row[6])
 
 
 async def end_session(conn: AsyncConnection, token_hash: bytes, now: datetime) -> None:

@@ -51,6 +51,7 @@ class NewReport:
     media_url: str | None
     attributes: dict[str, Any]
     reporter: dict[str, Any] | None  # personal data: stored, never shown publicly
+    jurisdiction: str = ""  # the municipality it is reported to ('' on a single-city install)
 
 
 async def create_report(conn: AsyncConnection, report: NewReport, now: datetime, link_within_m: float,
@@ -61,7 +62,7 @@ async def create_report(conn: AsyncConnection, report: NewReport, now: datetime,
         async with conn.cursor() as cur:
             await cur.execute(query("matching_device_incident"), {
                 "lat": report.lat, "lon": report.lon, "service_code": report.service_code,
-                "since": now - link_window, "distance_m": link_within_m})
+                "since": now - link_window, "distance_m": link_within_m, "jurisdiction": report.jurisdiction})
             row = await cur.fetchone()
             linked_to = row[0] if row else None
     async with conn.cursor() as cur:
@@ -70,13 +71,15 @@ async def create_report(conn: AsyncConnection, report: NewReport, now: datetime,
             "description": report.description, "lat": report.lat, "lon": report.lon, "address": report.address,
             "now": now, "reporter": Jsonb(report.reporter) if report.reporter else None,
             "media_url": report.media_url, "attributes": Jsonb(report.attributes), "linked_to": linked_to,
+            "jurisdiction": report.jurisdiction,
         })
         row = await cur.fetchone()
         assert row is not None
         incident_id = int(row[0])
     await add_event(conn, incident_id, "created", report.source, to_status="open")
     if assign is not None:
-        await record_routing(conn, incident_id, assign(report.service_code, report.lat, report.lon, now), "system")
+        assignment = assign(report.service_code, report.lat, report.lon, now, None, report.jurisdiction)
+        await record_routing(conn, incident_id, assignment, "system")
     if linked_to is not None:
         await add_event(conn, incident_id, "link", "system", note=f"linked to incident {linked_to}",
                         data={"linked_to": linked_to})
@@ -115,14 +118,15 @@ async def transition(conn: AsyncConnection, incident_id: int, action: str, actor
     return target
 
 
-async def incident_organisation(conn: AsyncConnection, incident_id: int) -> int | None:
-    """The organisation an incident is routed to; IncidentNotFound when there is no such incident."""
+async def incident_owner(conn: AsyncConnection, incident_id: int) -> tuple[int | None, str]:
+    """The organisation an incident is routed to and its municipality; IncidentNotFound when there is no
+    such incident."""
     async with conn.cursor() as cur:
         await cur.execute(query("incident_organisation"), {"id": incident_id})
         row = await cur.fetchone()
     if row is None:
         raise IncidentNotFound(f"no incident {incident_id}")
-    return int(row[0]) if row[0] is not None else None
+    return (int(row[0]) if row[0] is not None else None), str(row[1])
 
 
 async def record_routing(conn: AsyncConnection, incident_id: int, assignment: Assignment, actor: str) -> None:

@@ -38,7 +38,8 @@ def test_statistics_and_their_csvs(console: Console) -> None:
              opened if source == "citizen" else now, opened + timedelta(hours=hours)))
     sql(url, "INSERT INTO incidents (source, service_code, title, first_seen_at, last_seen_at, created_at) "
              "VALUES ('citizen', 'missed_collection', 't', %s, %s, %s)", (now, now, now))
-    upsert_devices(url, [Device("C-1", "container", "container"), Device("C-2", "container", "container")])
+    upsert_devices(url, [Device("C-1", "container", "container"), Device("C-2", "container", "container"),
+                         Device("T1", "truck", "truck")])  # a truck is registered when first heard of
     sql(url, "INSERT INTO telemetry (time, device_id, message_key, received_at, profile, fill_pct, event) VALUES "
              "(%s, 'C-1', 'a', %s, 'container', 35, NULL), (%s, 'C-2', 'b', %s, 'container', 95, NULL), "
              "(%s, 'T1', 'c', %s, 'truck', NULL, 'bin_lift')", (now, now, now, now, now, now))

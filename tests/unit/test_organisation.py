@@ -17,7 +17,7 @@ from gateway.organisation.calendar import (
 )
 from gateway.organisation.directory import DirectoryError, load_directory
 from gateway.organisation.routing import Router
-from gateway.organisation.scope import CITY, scope_of
+from gateway.organisation.scope import CITY, Scope, scope_of
 from gateway.rules.zones import load_zones
 from gateway.store.organisations import Membership
 from tests.support import REPO
@@ -120,8 +120,10 @@ def test_a_bad_organisations_file_is_refused_with_its_line(tmp_path: Path) -> No
 
 
 def test_partners_members_are_kept_to_their_organisations_and_city_staff_are_not() -> None:
-    assert scope_of([]) is CITY
-    assert scope_of([Membership(1, "ops", "department", "viewer"), Membership(2, "x", "partner", "admin")]) is CITY
+    assert scope_of([]) == CITY and CITY.is_city
+    assert scope_of([Membership(1, "ops", "department", "viewer"), Membership(2, "x", "partner", "admin")]) == CITY
+    assert scope_of([], "girona") == Scope(None, "girona")
+    assert not Scope(None, "girona").covers(None, "") and Scope(None, "girona").covers(None, "girona")
     partner = scope_of([Membership(2, "x", "partner", "operator"), Membership(3, "y", "partner", "viewer")])
     assert partner.organisations == [2, 3]
     assert partner.covers(2) and not partner.covers(4) and not partner.covers(None)

@@ -49,9 +49,10 @@ async def device_list(
     api = context_of(request)
     now = api.clock()
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("console_devices"), {"kind": kind or None, "text": q or None, "limit": 20_000})
+        await cur.execute(query("console_devices"), {"kind": kind or None, "text": q or None, "limit": 20_000,
+                                                     "jurisdiction": user.scope.jurisdiction})
         rows = await cur.fetchall()
-        await cur.execute(query("console_device_kinds"))
+        await cur.execute(query("console_device_kinds"), {"jurisdiction": user.scope.jurisdiction})
         kinds = await cur.fetchall()
     for row in rows:
         row["status"] = _status(api, row, now)
@@ -70,7 +71,8 @@ async def device_page(
     _ = translations(request.state.language).gettext
     now = api.clock()
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("devices_overview"), {"kind": None, "device_id": device_id, "limit": 1})
+        await cur.execute(query("devices_overview"), {"kind": None, "device_id": device_id, "limit": 1,
+                                                      "jurisdiction": user.scope.jurisdiction})
         device = await cur.fetchone()
         if device is None:
             raise ConsoleError(404, _("There is no device %(id)s.") % {"id": device_id})
@@ -105,6 +107,11 @@ async def route(
     bucket = timedelta(seconds=max(1, 86400 // ROUTE_POINTS))
     params = {"device_id": device_id, "start": start, "end": end}
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("devices_overview"), {"kind": None, "device_id": device_id, "limit": 1,
+                                                      "jurisdiction": user.scope.jurisdiction})
+        if await cur.fetchone() is None:  # another municipality's truck does not exist here
+            _ = translations(request.state.language).gettext
+            raise ConsoleError(404, _("There is no device %(id)s.") % {"id": device_id})
         await cur.execute(query("console_route"), {**params, "bucket": bucket})
         track = await cur.fetchall()
         await cur.execute(query("console_lifts"), params)

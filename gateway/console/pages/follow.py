@@ -35,6 +35,7 @@ async def follow(request: Request, incident_id: Annotated[int, Path(ge=1, le=2**
             raise ConsoleError(404, _("There is no such report."))
         await cur.execute(query("followed_report_notes"), {"id": incident_id})
         notes = await cur.fetchall()
-    service = next((s.service_name for s in api.catalogue.services if s.service_code == report["service_code"]),
-                   report["service_code"])
+    city = api.cities.get(report["jurisdiction_id"])
+    service = next((s.service_name for s in (city.catalogue.services if city else ())
+                    if s.service_code == report["service_code"]), report["service_code"])
     return render(request, "follow.html", report=report, service_name=service, notes=notes)

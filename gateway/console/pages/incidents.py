@@ -67,7 +67,8 @@ async def queue(
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
     api = context_of(request)
-    districts = outlines(api)
+    city = api.city(user.scope.jurisdiction)
+    districts = outlines(city.files.rules_dir)
     if district and district not in districts:
         _ = translations(request.state.language).gettext
         raise ConsoleError(400, _("There is no district %(name)s.") % {"name": district})
@@ -84,32 +85,35 @@ async def queue(
               "assignee": assignee or None, "created_from": api.clock() - AGES[age] if age else None,
               "text": text or None, "district": districts[district] if district else None,
               "limit": PAGE_SIZE + 1, "offset": (page - 1) * PAGE_SIZE, "now": api.clock(),
-              "organisations": user.scope.organisations, "organisation": organisation_id, "overdue": overdue}
+              "organisations": user.scope.organisations, "organisation": organisation_id, "overdue": overdue,
+              "jurisdiction": user.scope.jurisdiction}
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("console_incidents").replace("ORDER_BY", ORDERS[sort]), params)
         rows = await cur.fetchall()
-        if user.scope.is_city:
+        if user.scope.is_city and api.cities.single:
             await cur.execute(query("console_incident_counts"))
         else:
-            await cur.execute(query("console_incident_counts_in_scope"), {"organisations": user.scope.organisations})
+            await cur.execute(query("console_incident_counts_in_scope"), {
+                "organisations": user.scope.organisations, "jurisdiction": user.scope.jurisdiction})
         counts = {row["status"]: row["n"] for row in await cur.fetchall()}
     filters = {"status": status, "service_code": service_code, "source": source, "assignee": assignee, "age": age,
                "text": text, "district": district, "sort": sort, "organisation": organisation, "overdue": overdue}
     return render(request, "incidents.html", incidents=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
                   counts=counts, statuses=STATUSES, sources=SOURCES, sorts=SORTS, filters=filters,
-                  services=api.catalogue.services, districts=sorted(districts), organisations=visible)
+                  services=city.catalogue.services, districts=sorted(districts), organisations=visible)
 
 
 def _organisations(request: Request) -> list[Organisation]:
     """The organisations the signed-in user may see (a partner's members: their own)."""
     api = context_of(request)
     user = request.state.user
-    return [org for org in (api.organisation.organisations if api.organisation else []) if user.scope.covers(org.id)]
+    return [org for org in api.city(user.scope.jurisdiction).organisations if user.scope.covers(org.id)]
 
 
 @router.get("/incidents/new")
 async def new_report_form(request: Request, user: OperatorPage) -> Response:
-    return render(request, "report.html", services=context_of(request).catalogue.services, error=None, values={})
+    services = context_of(request).city(user.scope.jurisdiction).catalogue.services
+    return render(request, "report.html", services=services, error=None, values={})
 
 
 @router.post("/incidents/new")
@@ -130,7 +134,8 @@ async def new_report(
     _ = translations(request.state.language).gettext
     values = {"service_code": service_code, "description": description, "address": address, "lat": lat, "lon": lon,
               "caller_name": caller_name, "caller_phone": caller_phone, "channel": channel}
-    service = next((s for s in api.catalogue.services if s.service_code == service_code), None)
+    city = api.city(user.scope.jurisdiction)
+    service = next((s for s in city.catalogue.services if s.service_code == service_code), None)
     problem = None
     latitude = longitude = None
     if service is None:
@@ -148,16 +153,16 @@ async def new_report(
     if problem is None and latitude is None and not address.strip():
         problem = _("Give an address or a position.")
     if problem is not None or service is None:
-        return render(request, "report.html", status_code=400, services=api.catalogue.services, error=problem,
+        return render(request, "report.html", status_code=400, services=city.catalogue.services, error=problem,
                       values=values)
     reporter = {"name": caller_name.strip(), "phone": caller_phone.strip(), "channel": channel,
                 "taken_by": user.name}
     report = NewReport("staff", service.service_code, service.service_name, description.strip(), latitude, longitude,
-                       address.strip() or None, None, {}, {k: v for k, v in reporter.items() if v})
+                       address.strip() or None, None, {}, {k: v for k, v in reporter.items() if v}, city.id)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, _linked = await create_report(conn, report, api.clock(), api.settings.correlation_distance_m,
                                                    timedelta(seconds=api.settings.correlation_window_s),
-                                                   api.organisation.router if api.organisation else None)
+                                                   api.cities)
     return RedirectResponse(f"/console/incidents/{incident_id}", status_code=303)
 
 
@@ -173,12 +178,14 @@ async def _detail(request: Request, incident_id: int, error: str | None = None, 
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("incident_by_id"), {"id": incident_id})
         incident = await cur.fetchone()
-        if incident is None or not request.state.user.scope.covers(incident["organisation_id"]):
+        if incident is None or not request.state.user.scope.covers(incident["organisation_id"],
+                                                                   incident["jurisdiction_id"]):
             raise ConsoleError(404, _("There is no incident %(id)s.") % {"id": incident_id})
         await cur.execute(query("incident_events"), {"id": incident_id, "public_only": False})
         events = await cur.fetchall()
         await cur.execute(query("console_linked_reports"),
-                          {"id": incident_id, "organisations": request.state.user.scope.organisations})
+                          {"id": incident_id, "organisations": request.state.user.scope.organisations,
+                           "jurisdiction": request.state.user.scope.jurisdiction})
         linked = await cur.fetchall()
         chart = None
         if incident["device_id"] and incident["source"] == "device_rule":
@@ -194,11 +201,10 @@ async def _detail(request: Request, incident_id: int, error: str | None = None, 
     actions = [name for name, (allowed, _target) in TRANSITIONS.items() if incident["status"] in allowed]
     user = request.state.user
     may_act = user.scope.may("operator", incident["organisation_id"], user.role)
-    organisation = next((org for org in (api.organisation.organisations if api.organisation else [])
-                         if org.id == incident["organisation_id"]), None)
+    all_organisations = api.city(user.scope.jurisdiction).organisations
+    organisation = next((org for org in all_organisations if org.id == incident["organisation_id"]), None)
     overdue = (incident["resolve_by"] is not None and incident["status"] not in ("resolved", "closed")
                and incident["resolve_by"] < api.clock())
-    all_organisations = api.organisation.organisations if api.organisation else []
     return render(request, "incident.html", status_code=status_code, incident=incident, events=events,
                   linked=linked, chart=chart, reporter=reporter, actions=actions if may_act else [], error=error,
                   notice=notice, tiles_url=api.settings.map_tiles_url, may_act=may_act, organisation=organisation,
@@ -290,8 +296,7 @@ async def reassign_to(
     check_csrf(request, csrf_token)
     api = context_of(request)
     _ = translations(request.state.language).gettext
-    target = next((org for org in (api.organisation.organisations if api.organisation else [])
-                   if org.slug == organisation), None)
+    target = next((org for org in api.city(user.scope.jurisdiction).organisations if org.slug == organisation), None)
     if target is None:
         return await _detail(request, incident_id, error=_("Choose an organisation."), status_code=400)
     if not reason.strip():

@@ -9,6 +9,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -49,8 +50,8 @@ async def map_data(request: Request, user: Page) -> JSONResponse:
     api = context_of(request)
     async with api.pool.connection() as conn:
         data = await _snapshot(conn, None, api, user.scope)
-        data["zones"] = {name: json.loads(path.read_text(encoding="utf-8"))
-                         for name, path in sorted(_zone_files(request).items())}
+        zones = _zone_files(api.city(user.scope.jurisdiction).files.rules_dir)
+        data["zones"] = {name: json.loads(path.read_text(encoding="utf-8")) for name, path in sorted(zones.items())}
         data["cursor"] = await _last_event(conn)
     data["now"] = api.clock().isoformat()
     return JSONResponse(_jsonable(data))
@@ -97,19 +98,22 @@ async def _snapshot(conn: AsyncConnection, device_ids: list[str] | None, api: Ap
         if device_ids is None:
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(query("open_incidents_with_place"),
-                                  {"limit": 5000, "organisations": scope.organisations})
+                                  {"limit": 5000, "organisations": scope.organisations,
+                                   "jurisdiction": scope.jurisdiction})
                 own = await cur.fetchall()
         return {"trucks": [], "containers": [], "incidents": own}
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query("console_open_incidents_by_device"))
+        await cur.execute(query("console_open_incidents_by_device"), {"jurisdiction": scope.jurisdiction})
         open_by_device = {row["device_id"]: row["service_codes"] for row in await cur.fetchall()}
-        await cur.execute(query("console_trucks"), {"device_ids": device_ids})
+        await cur.execute(query("console_trucks"), {"device_ids": device_ids, "jurisdiction": scope.jurisdiction})
         trucks = await cur.fetchall()
-        await cur.execute(query("console_containers"), {"device_ids": device_ids})
+        await cur.execute(query("console_containers"),
+                          {"device_ids": device_ids, "jurisdiction": scope.jurisdiction})
         containers = await cur.fetchall()
         incidents: list[dict[str, Any]] = []
         if device_ids is None:
-            await cur.execute(query("open_incidents_with_place"), {"limit": 5000, "organisations": None})
+            await cur.execute(query("open_incidents_with_place"),
+                              {"limit": 5000, "organisations": None, "jurisdiction": scope.jurisdiction})
             incidents = await cur.fetchall()
     now = api.clock()
     for container in containers:
@@ -124,10 +128,11 @@ async def _changed(conn: AsyncConnection, since: datetime, cursor: int, api: Api
     seen: list[str] = []
     async with conn.cursor(row_factory=dict_row) as cur:
         if scope.is_city:
-            await cur.execute(query("console_devices_seen_since"), {"since": since})
+            await cur.execute(query("console_devices_seen_since"), {"since": since, "jurisdiction": scope.jurisdiction})
             seen = [row["device_id"] for row in await cur.fetchall()]
         await cur.execute(query("console_incidents_changed_since"),
-                          {"after": cursor, "organisations": scope.organisations})
+                          {"after": cursor, "organisations": scope.organisations,
+                           "jurisdiction": scope.jurisdiction})
         incidents = await cur.fetchall()
     changed = await _snapshot(conn, seen, api, scope) if seen else {"trucks": [], "containers": []}
     changed["incidents"] = incidents
@@ -157,8 +162,8 @@ def _status(container: dict[str, Any], open_codes: list[str], api: ApiContext, n
     return sorted(set(status))
 
 
-def _zone_files(request: Request) -> dict[str, Any]:
-    zones = context_of(request).settings.rules_dir / "zones"
+def _zone_files(rules_dir: Path) -> dict[str, Any]:
+    zones = rules_dir / "zones"
     return {path.stem: path for path in zones.glob("*.geojson")} if zones.is_dir() else {}
 
 

@@ -9,6 +9,7 @@ import io
 import statistics
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path as PathType
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -42,7 +43,8 @@ async def _tables(api: ApiContext, period: str, scope: Scope) -> dict[str, tuple
     """Every table behind the page: name → (header, rows), of the incidents within `scope`."""
     end = api.clock()
     start = end - PERIODS[period]
-    params = {"start": start, "end": end, "now": end, "organisations": scope.organisations}
+    params = {"start": start, "end": end, "now": end, "organisations": scope.organisations,
+              "jurisdiction": scope.jurisdiction}
     fill: list[dict[str, Any]] = []
     collections: list[dict[str, Any]] = []
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -51,18 +53,19 @@ async def _tables(api: ApiContext, period: str, scope: Scope) -> dict[str, tuple
         await cur.execute(query("console_stats_incidents"), params)
         incidents = await cur.fetchall()
         if scope.is_city:
-            await cur.execute(query("console_stats_fill"))
+            await cur.execute(query("console_stats_fill"), params)
             fill = await cur.fetchall()
             await cur.execute(query("console_stats_collections"), params)
             collections = await cur.fetchall()
-    names = {org.id: org.slug for org in (api.organisation.organisations if api.organisation else [])}
+    city = api.city(scope.jurisdiction)
+    names = {org.id: org.slug for org in city.organisations}
     by_organisation: Counter[str] = Counter()
     overdue: Counter[str] = Counter()
     for incident in incidents:
         slug = names.get(incident["organisation_id"], "") if incident["organisation_id"] else ""
         by_organisation[slug] += 1
         overdue[slug] += bool(incident["overdue"])
-    districts = _districts(api, incidents)
+    districts = _districts(city.files.rules_dir, incidents)
     resolve = [float(i["resolve_s"]) for i in incidents if i["resolve_s"] is not None]
     times = [("median", _hours(statistics.median(resolve)) if resolve else None),
              ("p90", _hours(_percentile(resolve, 0.9)) if resolve else None), ("resolved", len(resolve))]
@@ -122,10 +125,10 @@ async def stats_csv(request: Request, user: Page,
                     headers={"Content-Disposition": f'attachment; filename="wastegate-{name}-{period}.csv"'})
 
 
-def _districts(api: ApiContext, incidents: list[dict[str, Any]]) -> Counter[str]:
+def _districts(rules_dir: PathType, incidents: list[dict[str, Any]]) -> Counter[str]:
     """Incidents per district, by position (those without one, or outside every district: "–")."""
     counts: Counter[str] = Counter()
-    zones = districts(api)
+    zones = districts(rules_dir)
     tree = STRtree([zone.geometry for zone in zones]) if zones else None
     for incident in incidents:
         if tree is None or incident["lat"] is None or incident["lon"] is None:

@@ -73,11 +73,15 @@ class Templates:
 
 
 class MailComposer:
-    def __init__(self, pool: AsyncConnectionPool, catalogue: Catalogue, templates: Templates, base_url: str,
+    """`cities`: per municipality (jurisdiction id), its catalogue (the services' names) and its templates
+    (its language and time zone)."""
+
+    def __init__(self, pool: AsyncConnectionPool, cities: Mapping[str, tuple[Catalogue, Templates]], base_url: str,
                  clock: Callable[[], datetime], digest_hour: int = 8, poll_s: float = 2.0) -> None:
         self.pool = pool
-        self.services = {s.service_code: s.service_name for s in catalogue.services}
-        self.templates = templates
+        self.services = {jurisdiction: {s.service_code: s.service_name for s in catalogue.services}
+                         for jurisdiction, (catalogue, _) in cities.items()}
+        self.templates = {jurisdiction: templates for jurisdiction, (_, templates) in cities.items()}
         self.base_url = base_url.rstrip("/")
         self.clock = clock
         self.digest_hour = digest_hour
@@ -115,7 +119,10 @@ class MailComposer:
         return len(events)
 
     def messages_for(self, event: Mapping[str, Any], key: bytes) -> list[Message]:
-        service_name = self.services.get(event["service_code"], event["service_code"])
+        jurisdiction = event["jurisdiction_id"]
+        if jurisdiction not in self.templates:
+            return []  # a municipality no longer served
+        service_name = self.services[jurisdiction].get(event["service_code"], event["service_code"])
         incident = {"id": event["id"], "service_name": service_name, "address": event["address"],
                     "lat": event["lat"], "lon": event["lon"], "priority": event["priority"] or "normal",
                     "respond_by": event["respond_by"], "resolve_by": event["resolve_by"], "title": event["title"],
@@ -123,7 +130,7 @@ class MailComposer:
         found = []
         data = event["data"] or {}
         if event["kind"] == "assignment" and data.get("organisation") and event["organisation_emails"]:
-            found.append(self._message("assigned", tuple(event["organisation_emails"]), {
+            found.append(self._message(jurisdiction, "assigned", tuple(event["organisation_emails"]), {
                     "incident": incident, "organisation": event["organisation_name"],
                     "reason": data.get("reason") or "", "link": f"{self.base_url}/console/incidents/{event['id']}"},
                     event["id"], event["organisation_id"]))
@@ -132,26 +139,24 @@ class MailComposer:
             public = {"id": event["id"], "service_name": service_name}
             link = self.base_url + follow_path(key, event["id"])
             if event["kind"] == "created":
-                found.append(self._message("receipt", (email,), {"report": public, "link": link}, event["id"]))
+                found.append(self._message(jurisdiction, "receipt", (email,), {"report": public, "link": link},
+                                           event["id"]))
             elif event["kind"] == "status" and event["public"] and event["to_status"]:
                 kind = "closed" if event["to_status"] in ("resolved", "closed") else "status"
-                found.append(self._message(kind, (email,), {"report": public, "link": link,
+                found.append(self._message(jurisdiction, kind, (email,), {"report": public, "link": link,
                                                             "status": event["to_status"], "note": event["note"]},
                                            event["id"]))
         return found
 
-    def _message(self, kind: str, recipients: tuple[str, ...], values: Mapping[str, Any], incident_id: int | None,
-                 organisation_id: int | None = None) -> Message:
-        subject, text, html = self.templates.render(kind, values)
+    def _message(self, jurisdiction: str, kind: str, recipients: tuple[str, ...], values: Mapping[str, Any],
+                 incident_id: int | None, organisation_id: int | None = None) -> Message:
+        subject, text, html = self.templates[jurisdiction].render(kind, values)
         return Message(kind, recipients, subject, text, html, incident_id, organisation_id)
 
     async def compose_digests(self) -> int:
         """Once a day, at the digest hour of the calendar's zone, each organisation with overdue incidents
         gets their list; `mail_digests` makes it once per day whatever the replicas."""
         now = self.clock()
-        local = now.astimezone(self.templates.zone)
-        if local.hour < self.digest_hour:
-            return 0
         async with self.pool.connection() as conn, conn.transaction():
             async with conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(query("overdue_by_organisation"), {"now": now})
@@ -161,16 +166,23 @@ class MailComposer:
                 by_organisation[row["organisation_id"]].append(row)
             sent = 0
             for organisation_id, incidents in by_organisation.items():
+                first = incidents[0]
+                jurisdiction = first["jurisdiction_id"]
+                if jurisdiction not in self.templates:
+                    continue
+                local = now.astimezone(self.templates[jurisdiction].zone)
+                if local.hour < self.digest_hour:
+                    continue
                 async with conn.cursor() as cur:
                     await cur.execute(query("claim_digest"), {"organisation_id": organisation_id, "day": local.date()})
                     if await cur.fetchone() is None:
                         continue
-                first = incidents[0]
-                items = [{"id": i["id"], "service_name": self.services.get(i["service_code"], i["service_code"]),
+                names = self.services[jurisdiction]
+                items = [{"id": i["id"], "service_name": names.get(i["service_code"], i["service_code"]),
                           "address": i["address"], "resolve_by": i["resolve_by"],
                           "late": _late(now - i["resolve_by"]),
                           "link": f"{self.base_url}/console/incidents/{i['id']}"} for i in incidents]
-                await _insert(conn, self._message("digest", tuple(first["organisation_emails"]), {
+                await _insert(conn, self._message(jurisdiction, "digest", tuple(first["organisation_emails"]), {
                     "organisation": first["organisation_name"], "incidents": items, "day": local.date().isoformat(),
                     "link": f"{self.base_url}/console/incidents?overdue=true"}, None, organisation_id))
                 sent += 1

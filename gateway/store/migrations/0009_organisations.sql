@@ -1,15 +1,20 @@
 -- 0009: the city's organisation. Departments and partner entities, their members (console users, a role
--- in each), the organisation each incident is routed to with its priority and deadlines, and the e-mail
--- outbox (mail is composed from incident_events past a cursor, as webhooks are, then sent from here).
+-- in each), the organisation each incident is routed to with its priority and deadlines, the e-mail
+-- outbox (mail is composed from incident_events past a cursor, as webhooks are, then sent from here), and
+-- the municipality (jurisdiction) devices, incidents, organisations and users belong to: '' on a
+-- single-city install.
 CREATE TABLE organisations (
     id          bigserial PRIMARY KEY,
-    slug        text NOT NULL UNIQUE CHECK (slug ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
+    -- the municipality it serves ('' on a single-city install)
+    jurisdiction_id text NOT NULL DEFAULT '',
+    slug        text NOT NULL CHECK (slug ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'),
     name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     kind        text NOT NULL CHECK (kind IN ('department', 'partner')),
     emails      text[] NOT NULL DEFAULT '{}',
     -- a partner's own webhook: it receives the changes of the incidents routed to it, and nothing else
     webhook_url text,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (jurisdiction_id, slug)
 );
 
 CREATE TABLE organisation_members (
@@ -20,13 +25,18 @@ CREATE TABLE organisation_members (
 );
 CREATE INDEX organisation_members_user_idx ON organisation_members (user_id);
 
+ALTER TABLE devices ADD COLUMN jurisdiction_id text NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN jurisdiction_id text NOT NULL DEFAULT '';
+
 ALTER TABLE incidents
+    ADD COLUMN jurisdiction_id  text NOT NULL DEFAULT '',
     ADD COLUMN organisation_id  bigint REFERENCES organisations (id),
     ADD COLUMN priority         text CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
     -- deadlines on the working-hours calendar, from when the incident was registered
     ADD COLUMN respond_by       timestamptz,
     ADD COLUMN resolve_by       timestamptz;
 CREATE INDEX incidents_organisation_idx ON incidents (organisation_id, id);
+CREATE INDEX incidents_jurisdiction_idx ON incidents (jurisdiction_id, id);
 CREATE INDEX incidents_open_resolve_by_idx ON incidents (resolve_by)
     WHERE resolve_by IS NOT NULL AND status NOT IN ('resolved', 'closed');
 
