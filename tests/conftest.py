@@ -18,6 +18,7 @@ from gateway.embedded.mosquitto import Mosquitto
 from gateway.embedded.postgres import Postgres
 from gateway.settings import Settings
 from gateway.store.migrate import apply_storage_policies, migrate
+from tests.mail import smtp  # noqa: F401  (the SMTP server fixture, for every test that needs one)
 from tests.support import REPO
 
 # Property-based tests are the same run every time (CI, `./run test`): derandomized, no example database.

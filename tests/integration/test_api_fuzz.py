@@ -24,14 +24,20 @@ from gateway.api.app import create_api
 from gateway.api.context import ApiContext
 from gateway.catalogue import load_catalogue
 from gateway.embedded.ports import free_port
+from gateway.organisation.jurisdictions import jurisdiction_files
+from gateway.organisation.routing import Router
+from gateway.organisation.setup import Cities, City
 from gateway.profiles.loader import load_profiles
 from gateway.settings import Settings
 from tests.integration.test_api import KEY, TOKENS, _up
 from tests.support import REPO, running_gateway, wait_until
 
 # The document as the running API serves it (built here without a database, only to read it).
-_OFFLINE = ApiContext(Settings(_env_file=None), AsyncConnectionPool("", open=False),
-                      load_catalogue(REPO / "services.yaml"), load_profiles(REPO / "device_profiles"), lambda: None)  # type: ignore[arg-type,return-value]
+_SETTINGS = Settings(_env_file=None)
+_CATALOGUE = load_catalogue(REPO / "services.yaml")
+_CITY = City(jurisdiction_files(_SETTINGS)[0], _CATALOGUE, Router(_CATALOGUE, {}), [])
+_OFFLINE = ApiContext(_SETTINGS, AsyncConnectionPool("", open=False), load_profiles(REPO / "device_profiles"),
+                      lambda: None, Cities({"": _CITY}))  # type: ignore[arg-type,return-value]
 SCHEMA = schemathesis.openapi.from_dict(create_api(lambda: {}, _OFFLINE).openapi())
 
 

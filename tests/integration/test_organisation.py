@@ -13,17 +13,14 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.console.auth import hash_password
 from gateway.devices import Device
@@ -34,6 +31,7 @@ from gateway.store.devices import upsert_devices
 from gateway.store.organisations import set_member
 from gateway.store.pool import open_pool
 from gateway.store.users import upsert_user
+from tests.mail import Inbox, html_of, text_of
 from tests.support import publish, running_gateway, scalar, sql, wait_until
 
 KEY = "citizen-app-key"
@@ -46,52 +44,6 @@ NOU_BARRIS = (41.4420, 2.1770)
 SUD_MAIL = "incidencies@recollida-sud.example"
 NORD_MAIL = "avisos@recollida-nord.example"
 CITIZEN = "jane.doe@example.org"
-
-
-@dataclass
-class Inbox:
-    """What the SMTP server received; recipients containing `refuse` are refused with a 550."""
-
-    messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          options: list[str]) -> str:
-        if "refuse" in address:
-            return "550 5.1.1 no such mailbox here"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        message = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 Message accepted"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [message for recipients, message in self.messages if address in recipients]
-
-
-def text_of(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    assert body is not None
-    return str(body.get_content())
-
-
-def html_of(message: EmailMessage) -> str:
-    body = message.get_body(("html",))
-    assert body is not None
-    return str(body.get_content())
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
 
 
 @dataclass
