@@ -114,9 +114,11 @@ def remove_member(conninfo: str, slug: str, user: str, jurisdiction: str = "") -
         return conn.execute(query("remove_organisation_member"), params).fetchone() is not None
 
 
-def list_members(conninfo: str) -> list[tuple[str, str, str]]:
+def list_members(conninfo: str, jurisdiction: str | None = None) -> list[tuple[str, str, str]]:
+    """(organisation, user, role), of one municipality or (None) all."""
     with psycopg.connect(conninfo) as conn:
-        return [(str(a), str(b), str(c)) for a, b, c in conn.execute(query("organisation_members"))]
+        rows = conn.execute(query("organisation_members"), {"jurisdiction": jurisdiction})
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
 
 
 async def memberships(conn: AsyncConnection, user_id: int) -> list[Membership]:

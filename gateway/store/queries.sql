@@ -709,7 +709,11 @@ RETURNING m.organisation_id;
 -- name: organisation_members
 SELECT o.slug, u.name, m.role FROM organisation_members m
 JOIN organisations o ON o.id = m.organisation_id JOIN users u ON u.id = m.user_id
+WHERE %(jurisdiction)s::text IS NULL OR o.jurisdiction_id = %(jurisdiction)s::text
 ORDER BY o.slug, u.name;
+
+-- name: users_of_jurisdiction
+SELECT name FROM users WHERE jurisdiction_id = %(jurisdiction)s AND NOT disabled ORDER BY name;
 
 -- name: user_memberships
 SELECT o.id, o.slug, o.kind, m.role FROM organisation_members m JOIN organisations o ON o.id = m.organisation_id
