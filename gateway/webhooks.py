@@ -51,6 +51,8 @@ class WebhookDelivery:
         self.pool = pool
         self.organisation_id = organisation_id
         self.url = url
+        # Each subscription has its own cursor, even when two share a URL (an integrator serving partners).
+        self.cursor_key = url if organisation_id is None else f"{url}#organisation={organisation_id}"
         self.secret = secret
         self.poll_s = poll_s
         self.max_backoff_s = max_backoff_s
@@ -79,8 +81,8 @@ class WebhookDelivery:
     async def deliver_pending(self, client: httpx.AsyncClient, limit: int = 100) -> int:
         """Delivers what is past the cursor, in order; returns how many were delivered."""
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("start_webhook_cursor"), {"url": self.url})
-            await cur.execute(query("webhook_cursor"), {"url": self.url})
+            await cur.execute(query("start_webhook_cursor"), {"url": self.cursor_key})
+            await cur.execute(query("webhook_cursor"), {"url": self.cursor_key})
             cursor = await cur.fetchone()
             after = int(cursor["last_event_id"]) if cursor else 0
             await cur.execute(query("webhook_events"),
@@ -90,7 +92,8 @@ class WebhookDelivery:
         for row in rows:
             if not row["in_scope"]:  # another organisation's incident: passed over, never sent
                 async with self.pool.connection() as conn:
-                    await conn.execute(query("advance_webhook_cursor"), {"url": self.url, "event_id": row["event_id"]})
+                    await conn.execute(query("advance_webhook_cursor"),
+                                       {"url": self.cursor_key, "event_id": row["event_id"]})
                 continue
             body = json.dumps(payload(row), separators=(",", ":")).encode()
             response = await client.post(self.url, content=body, headers={
@@ -99,7 +102,8 @@ class WebhookDelivery:
             if not response.is_success:
                 raise DeliveryRefused(f"{self.url} answered {response.status_code}")
             async with self.pool.connection() as conn:
-                await conn.execute(query("advance_webhook_cursor"), {"url": self.url, "event_id": row["event_id"]})
+                await conn.execute(query("advance_webhook_cursor"),
+                                   {"url": self.cursor_key, "event_id": row["event_id"]})
             metrics.WEBHOOKS_DELIVERED.inc()
             delivered += 1
         return delivered

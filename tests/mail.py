@@ -16,7 +16,8 @@ from gateway.embedded.ports import free_port
 
 @dataclass
 class Inbox:
-    """What the SMTP server received; recipients containing `refuse` are refused with a 550."""
+    """What the SMTP server received; recipients containing `refuse` are refused with a 550, those
+    containing `busy` with a 450 (try later)."""
 
     messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
 
@@ -24,6 +25,8 @@ class Inbox:
                           options: list[str]) -> str:
         if "refuse" in address:
             return "550 5.1.1 no such mailbox here"
+        if "busy" in address:
+            return "450 4.2.1 mailbox busy, try later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

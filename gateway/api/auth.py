@@ -67,6 +67,9 @@ def requires(role: str, city: bool = False) -> Callable[..., Awaitable[Staff]]:
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
         if staff.organisation is not None or staff.jurisdiction:
             staff = _scoped(request, staff)
+        if request.app.state.context.cities.get(staff.scope.jurisdiction) is None:
+            raise HTTPException(401, "the token belongs to no jurisdiction served here (token:role:name:jurisdiction/)",
+                                headers={"WWW-Authenticate": "Bearer"})
         if city and not staff.scope.is_city:
             raise HTTPException(404, "Not Found")
         if ROLES.index(staff.role) < needed:

@@ -71,6 +71,9 @@ def page_for(role: str, city: bool = False) -> Callable[[Request], Awaitable[Con
         if user is None:
             raise SignInRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         request.state.user = user
+        if context_of(request).cities.get(user.scope.jurisdiction) is None:
+            _ = translations(request.state.language).gettext
+            raise ConsoleError(403, _("Your account belongs to no municipality served here."))
         if city and not user.scope.is_city:
             _ = translations(request.state.language).gettext
             raise ConsoleError(404, _("There is no such page."))

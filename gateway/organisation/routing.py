@@ -17,7 +17,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from gateway.catalogue import Catalogue, unknown_organisations
-from gateway.organisation.calendar import DEFAULT_CALENDAR, WorkingCalendar, WorkingDuration
+from gateway.organisation.calendar import DEFAULT_CALENDAR, CalendarError, WorkingCalendar, WorkingDuration
 from gateway.rules.zones import Zone, load_zones
 from gateway.store.organisations import Assignment
 
@@ -91,5 +91,14 @@ class Router:
         return Assignment(
             organisation_id=self.organisation_ids.get(str(slug)) if slug else None,
             organisation=str(slug) if slug else None, priority=str(priority),
-            respond_by=self.calendar.add(registered_at, respond) if isinstance(respond, WorkingDuration) else None,
-            resolve_by=self.calendar.add(registered_at, resolve) if isinstance(resolve, WorkingDuration) else None)
+            respond_by=self._deadline(registered_at, respond), resolve_by=self._deadline(registered_at, resolve))
+
+    def _deadline(self, registered_at: datetime, within: object) -> datetime | None:
+        """None when there is none, or when the calendar cannot place it (years of working time ahead):
+        the incident is registered all the same."""
+        if not isinstance(within, WorkingDuration):
+            return None
+        try:
+            return self.calendar.add(registered_at, within)
+        except CalendarError:
+            return None

@@ -221,7 +221,8 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(created_from)s::timestamptz IS NULL OR created_at >= %(created_from)s::timestamptz)
   AND (%(created_to)s::timestamptz IS NULL OR created_at < %(created_to)s::timestamptz)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
-  AND (%(overdue)s::boolean IS NULL OR (resolve_by < %(now)s AND status NOT IN ('resolved', 'closed')) = %(overdue)s)
+  AND (%(overdue)s::boolean IS NULL
+       OR coalesce(resolve_by < %(now)s AND status NOT IN ('resolved', 'closed'), false) = %(overdue)s)
   AND (%(organisation)s::bigint IS NULL OR organisation_id = %(organisation)s::bigint)
   AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
   AND jurisdiction_id = %(jurisdiction)s
@@ -765,7 +766,7 @@ VALUES (%(kind)s, %(incident_id)s, %(organisation_id)s, %(recipients)s, %(subjec
 
 -- name: mail_due
 -- The next messages to send; SKIP LOCKED so that replicas share the outbox without sending one twice.
-SELECT id, recipients, subject, body_text, body_html, attempts FROM mail_outbox
+SELECT id, recipients, subject, body_text, body_html, attempts, created_at FROM mail_outbox
 WHERE status = 'pending' AND next_attempt_at <= %(now)s
 ORDER BY id
 LIMIT %(limit)s

@@ -67,7 +67,7 @@ def instance(settings: Settings, tmp_path: Path, smtp: tuple[Inbox, int]) -> Ite
         "jurisdictions_dir": root, "api_enabled": True, "api_port": free_port(), "open311_api_keys": [KEY],
         "device_refresh_s": 0.2, "smtp_url": f"smtp://127.0.0.1:{port}", "mail_poll_s": 0.2,
         "api_tokens": [f"{TOKENS['bcn']}:operator:bcn-staff:bcn/", f"{TOKENS['girona']}:operator:gi-staff:girona/",
-                       "sud-girona:operator:sud:girona/recollida-sud"],
+                       "sud-girona:operator:sud:girona/recollida-sud", "nowhere-token:viewer:lost"],
     })
     with running_gateway(settings):
         base = f"http://127.0.0.1:{settings.api_port}"
@@ -143,6 +143,8 @@ def test_two_jurisdictions_stay_apart(instance: Instance) -> None:
     assert {o["slug"] for o in instance.http.get("/api/v1/organisations", headers=bcn).json()["items"]} >= {
         "recollida-sud"}
     # a partner of Girona sees Girona's incidents routed to it, and none of Barcelona's
+    # a token of no jurisdiction served here opens nothing (and is not a 500)
+    assert instance.http.get("/api/v1/incidents", headers={"Authorization": "Bearer nowhere-token"}).status_code == 401
     partner = {"Authorization": "Bearer sud-girona"}
     assert {i["id"] for i in instance.http.get("/api/v1/incidents", headers=partner).json()["items"]} == girona_ids
 
@@ -162,8 +164,10 @@ def test_two_jurisdictions_stay_apart(instance: Instance) -> None:
     assert xml.status_code == 200 and "<discovery>" in xml.text and "<endpoint>" in xml.text
 
     # the console: queue, map, statistics and their CSVs, device pages
-    for name, jurisdiction in (("ona", "bcn"), ("pau", "girona")):
+    for name, jurisdiction in (("ona", "bcn"), ("pau", "girona"), ("nil", "")):
         upsert_user(url, name, hash_password(f"{name}-password-1"), "operator", None, jurisdiction)
+    with closing(_signed_in(instance, "nil", "nil-password-1")) as nil:  # an account of no municipality here
+        assert nil.get("/console/incidents").status_code == 403
     with closing(_signed_in(instance, "ona", "ona-password-1")) as ona:
         queue = ona.get("/console/incidents").text
         assert all(f'data-incident="{i}"' in queue for i in bcn_ids)

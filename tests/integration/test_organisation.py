@@ -239,9 +239,14 @@ def test_deadlines_cross_the_weekend_and_an_overdue_incident_is_flagged(settings
                 return {i["id"] for i in items}
 
             assert overdue() == set()
+            sql(settings.database_url, "INSERT INTO incidents (source, service_code, title, first_seen_at, "
+                                       "last_seen_at) VALUES ('staff', 'container_full', 'no deadline', now(), now())")
+            no_deadline = int(scalar(settings.database_url, "SELECT max(id) FROM incidents"))
             now[0] = datetime(2026, 12, 7, 8, 30, tzinfo=UTC)  # Monday 09:30 in Barcelona
             assert overdue() == {fire}
             assert client.get(f"/api/v1/incidents/{fire}", headers=staff).json()["overdue"] is True
+            on_time = client.get("/api/v1/incidents", headers=staff, params={"overdue": "false"}).json()["items"]
+            assert {i["id"] for i in on_time} == {full, no_deadline}  # one without a deadline is never late
             now[0] = datetime(2026, 12, 7, 13, 30, tzinfo=UTC)
             assert overdue() == {full, fire}
             client.post(f"/api/v1/incidents/{fire}/actions", headers=staff, json={"action": "resolve"})
@@ -261,9 +266,13 @@ def _outbox(url: str) -> list[tuple[Any, ...]]:
 def test_mail_waits_in_the_outbox_while_the_server_is_down_and_refusals_are_recorded(database_url: str) -> None:
     url = database_url
     port = free_port()
-    for recipients in (["ops@example.org"], ["ops@example.org", "refuse-me@example.org"], ["refuse@example.org"]):
+    for recipients, subject in ((["ops@example.org"], "Overdue"),
+                                (["ops@example.org", "refuse-me@example.org"], "Overdue"),
+                                (["refuse@example.org"], "Overdue"),
+                                (["busy@example.org"], "Overdue"),
+                                (["ops@example.org"], "Bad\rheader")):  # a subject no header can carry
         sql(url, "INSERT INTO mail_outbox (kind, recipients, subject, body_text, body_html) "
-                 "VALUES ('digest', %s, 'Overdue', 'text', '<p>html</p>')", (recipients,))
+                 "VALUES ('digest', %s, %s, 'text', '<p>html</p>')", (recipients, subject))
     now = [datetime.now(UTC)]
 
     async def send() -> int:
@@ -274,8 +283,8 @@ def test_mail_waits_in_the_outbox_while_the_server_is_down_and_refusals_are_reco
         finally:
             await pool.close()
 
-    assert asyncio.run(send()) == 3
-    assert [(s, a) for s, a, _, _ in _outbox(url)] == [("pending", 1)] * 3
+    assert asyncio.run(send()) == 5
+    assert [(s, a) for s, a, _, _ in _outbox(url)] == [("pending", 1)] * 5
     assert all("server unavailable" in error for _, _, error, _ in _outbox(url))
     assert asyncio.run(send()) == 0  # not due again before its wait
     inbox = Inbox()
@@ -283,11 +292,16 @@ def test_mail_waits_in_the_outbox_while_the_server_is_down_and_refusals_are_reco
     controller.start()
     try:
         now[0] += timedelta(minutes=1)
-        assert asyncio.run(send()) == 3
+        assert asyncio.run(send()) == 5
     finally:
         controller.stop()
     rows = _outbox(url)
-    assert [row[0] for row in rows] == ["sent", "sent", "failed"]
+    assert [row[0] for row in rows] == ["sent", "sent", "failed", "pending", "failed"]
+    assert "450" in rows[3][2]  # greylisted: tried again later, not given up
+    assert rows[4][2].startswith("cannot be sent")  # failed alone: the others were sent all the same
+    now[0] += timedelta(days=3)  # the server gone for good: given up once the message is two days old
+    assert asyncio.run(send()) == 1
+    assert _outbox(url)[3][0] == "failed" and "gave up" in _outbox(url)[3][2]
     assert rows[1][3] == {"refuse-me@example.org": "550 5.1.1 no such mailbox here"}
     assert rows[2][2] == "every recipient was refused" and "refuse@example.org" in rows[2][3]
     assert [recipients for recipients, _ in inbox.messages] == [["ops@example.org"], ["ops@example.org"]]

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from psycopg.rows import dict_row
 
+from gateway.api.bounds import storable_text
 from gateway.console.charts import Series, line_chart
 from gateway.console.districts import outlines
 from gateway.console.i18n import translations
@@ -197,7 +198,9 @@ async def _detail(request: Request, incident_id: int, error: str | None = None, 
             readings = await cur.fetchall()
             points = [(r["time"], float(r[field])) for r in readings if r[field] is not None]
             chart = line_chart(Series(points, field, unit), marker=opened)
-    reporter = incident.get("reporter") if user_may(request, "operator") else None
+    viewer = request.state.user
+    reporter = incident.get("reporter") if viewer.scope.may("operator", incident["organisation_id"], viewer.role) \
+        else None
     actions = [name for name, (allowed, _target) in TRANSITIONS.items() if incident["status"] in allowed]
     user = request.state.user
     may_act = user.scope.may("operator", incident["organisation_id"], user.role)
@@ -209,11 +212,6 @@ async def _detail(request: Request, incident_id: int, error: str | None = None, 
                   linked=linked, chart=chart, reporter=reporter, actions=actions if may_act else [], error=error,
                   notice=notice, tiles_url=api.settings.map_tiles_url, may_act=may_act, organisation=organisation,
                   overdue=overdue, organisations=all_organisations)
-
-
-def user_may(request: Request, role: str) -> bool:
-    user = getattr(request.state, "user", None)
-    return bool(user and user.may(role))
 
 
 async def _act(request: Request, incident_id: int, work: Any, *others: int) -> Response:
@@ -297,6 +295,10 @@ async def reassign_to(
     api = context_of(request)
     _ = translations(request.state.language).gettext
     target = next((org for org in api.city(user.scope.jurisdiction).organisations if org.slug == organisation), None)
+    try:
+        storable_text(reason, "reason")
+    except ValueError as exc:
+        return await _detail(request, incident_id, error=str(exc), status_code=400)
     if target is None:
         return await _detail(request, incident_id, error=_("Choose an organisation."), status_code=400)
     if not reason.strip():

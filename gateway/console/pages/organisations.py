@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from gateway.api.bounds import storable_text
 from gateway.console.auth import ConsoleUser
 from gateway.console.i18n import translations
 from gateway.console.session import check_csrf, context_of, page_for
@@ -59,6 +60,11 @@ async def save(
 ) -> Response:
     check_csrf(request, csrf_token)
     values = {"slug": slug, "name": name, "kind": kind, "emails": emails}
+    try:
+        for field, text in values.items():
+            storable_text(text, field)
+    except ValueError as exc:
+        return await _page(request, user, error=str(exc), status_code=400, values={})
     try:
         spec = OrganisationSpec.model_validate({
             "slug": slug.strip(), "name": name.strip() or slug.strip(), "kind": kind,

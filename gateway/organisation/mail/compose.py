@@ -69,7 +69,8 @@ class Templates:
         text = self.environment.get_template(f"{kind}.txt").render(**values)
         subject, _, body = text.partition("\n")
         html = self.environment.get_template(f"{kind}.html").render(**values)
-        return subject.strip(), body.lstrip("\n"), html
+        # One line whatever an address or a name holds: a header cannot carry a line break.
+        return " ".join(subject.split()), body.lstrip("\n"), html
 
 
 class MailComposer:

@@ -3,8 +3,10 @@ it) or `smtps://` (TLS from the first byte).
 
 - sent: the row says when, and which recipients the server refused (a bounce at SMTP time) with its answer;
 - refused for good (a 5xx answer, every recipient refused): `failed`, with the reason, not retried;
-- the server unreachable or answering 4xx: retried with a growing wait (30 s doubling, at most 1 h), and
-  given up after `MAX_ATTEMPTS` as `failed` with the last error. Nothing is lost while the server is down.
+- the server unreachable, or answering 4xx (every recipient included: greylisting): retried with a growing
+  wait (30 s doubling, at most 1 h), and given up as `failed` with the last error once the message is
+  `GIVE_UP_AFTER` old;
+- a message that cannot be built (a header it cannot carry): `failed` alone, the others go on.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from gateway import metrics
 from gateway.store.queries import query
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 12
+GIVE_UP_AFTER = timedelta(days=2)
 FIRST_RETRY_S = 30.0
 LONGEST_RETRY_S = 3600.0
 
@@ -117,9 +119,19 @@ class MailSender:
 
     async def _send_one(self, conn: Any, client: aiosmtplib.SMTP, row: dict[str, Any], now: datetime) -> None:
         try:
-            refused, _answer = await client.send_message(email_message(self.sender, row, now))
-        except aiosmtplib.SMTPRecipientsRefused as exc:  # nobody took it: as good as a bounce
+            message = email_message(self.sender, row, now)
+        except (ValueError, TypeError) as exc:
+            await conn.execute(query("mail_failed"), {"id": row["id"], "error": f"cannot be sent: {exc}",
+                                                      "refused": Jsonb({})})
+            metrics.MAIL.labels("failed").inc()
+            return
+        try:
+            refused, _answer = await client.send_message(message)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
             answers = {r.recipient: f"{r.code} {r.message}" for r in exc.recipients}
+            if all(400 <= r.code < 500 for r in exc.recipients):  # mailbox busy, greylisting: later
+                await self._later(conn, row, "; ".join(f"{k}: {v}" for k, v in answers.items()), now)
+                return
             await conn.execute(query("mail_failed"), {"id": row["id"], "error": "every recipient was refused",
                                                       "refused": Jsonb(answers)})
             metrics.MAIL.labels("failed").inc()
@@ -141,7 +153,7 @@ class MailSender:
 
     async def _later(self, conn: Any, row: dict[str, Any], error: str, now: datetime) -> None:
         attempts = int(row["attempts"]) + 1
-        if attempts >= MAX_ATTEMPTS:
+        if now - row["created_at"] > GIVE_UP_AFTER:
             await conn.execute(query("mail_failed"), {"id": row["id"], "refused": Jsonb({}),
                                                       "error": f"gave up after {attempts} attempts: {error}"})
             metrics.MAIL.labels("failed").inc()
