@@ -748,7 +748,7 @@ UPDATE mail_cursor SET last_event_id = %(event_id)s, updated_at = now() WHERE na
 -- name: mail_events
 -- The events mail may follow from, with what the messages need. The reporter's address is read here and
 -- goes only into the recipients of their own messages.
-SELECT e.id AS event_id, e.kind, e.to_status, e.note, e.public, e.data, e.actor,
+SELECT e.id AS event_id, e.kind, e.from_status, e.to_status, e.note, e.public, e.data, e.actor,
        i.id, i.source, i.service_code, i.status, i.title, i.description, i.address, i.lat, i.lon, i.priority,
        i.respond_by, i.resolve_by, i.created_at, i.reporter ->> 'email' AS reporter_email,
        o.id AS organisation_id, o.name AS organisation_name, o.emails AS organisation_emails, i.jurisdiction_id

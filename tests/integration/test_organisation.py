@@ -159,6 +159,13 @@ def test_a_rule_incident_goes_to_its_districts_contractor_who_alone_sees_it_and_
     assert f"#{citizen_report}" in notice[0]["Subject"] and "Jane" not in text_of(notice[0])
     opened = [m for m in city.inbox.to(CITIZEN) if m is not receipt and "resolved" not in m["Subject"]]
     assert opened == []
+    # closing the resolved report does not tell the citizen a second time
+    assert city.http.post(f"/api/v1/incidents/{citizen_report}/actions", headers=staff,
+                          json={"action": "close"}).status_code == 200
+    marker = report(city, EIXAMPLE, service_code="illegal_dumping")  # a later mail, to know the first was composed
+    wait_until(lambda: [m for m in city.inbox.to(CITIZEN) if f"#{marker}" in m["Subject"]])
+    assert [m["Subject"] for m in city.inbox.to(CITIZEN) if f"#{citizen_report}" in m["Subject"]] == [
+        receipt["Subject"], notice[0]["Subject"]]
     # a reassignment is an action with a reason, in the history, and the new organisation is told
     reassigned = city.http.post(f"/api/v1/incidents/{nord_report}/reassign", headers=staff,
                                 json={"organisation": "recollida-sud", "reason": "their truck is nearer"})
@@ -171,6 +178,12 @@ def test_a_rule_incident_goes_to_its_districts_contractor_who_alone_sees_it_and_
                           json={"organisation": "recollida-sud", "reason": "again"}).status_code == 409
     assert city.http.post(f"/api/v1/incidents/{nord_report}/reassign", headers=staff,
                           json={"organisation": "nobody-at-all", "reason": "x"}).status_code == 422
+    # a report closed as a duplicate tells its reporter too
+    again = report(city, EIXAMPLE, service_code="illegal_dumping", email="joan@example.org")
+    assert city.http.post(f"/api/v1/incidents/{again}/duplicate", headers=staff,
+                          json={"of": marker}).status_code == 200
+    closed = wait_until(lambda: [m for m in city.inbox.to("joan@example.org") if "closed" in m["Subject"]])
+    assert f"#{again}" in closed[0]["Subject"]
 
 
 def test_a_partners_webhook_gets_only_its_incidents(settings: Settings) -> None:

@@ -3,8 +3,9 @@
 
 - `assignment` events (routing at creation, a reassignment) → `assigned`, to the organisation's addresses;
 - a citizen's report `created` with an e-mail → `receipt` with the private follow link;
-- public `status` changes of such a report → `status`, or `closed` when resolved or closed, with the
-  public note. Nothing personal or internal goes to a reporter: the service's name, the public note, the
+- public `status` changes of such a report → `status`, or `closed` when resolved or closed (once: a
+  resolved report closed later is not announced again), with the public note; closed as a duplicate
+  (`merge`) → `closed`. Nothing personal or internal goes to a reporter: the service's name, the public note, the
   status.
 """
 
@@ -142,7 +143,8 @@ class MailComposer:
             if event["kind"] == "created":
                 found.append(self._message(jurisdiction, "receipt", (email,), {"report": public, "link": link},
                                            event["id"]))
-            elif event["kind"] == "status" and event["public"] and event["to_status"]:
+            elif event["kind"] in ("status", "merge") and event["public"] and event["to_status"] \
+                    and not (event["from_status"] == "resolved" and event["to_status"] == "closed"):
                 kind = "closed" if event["to_status"] in ("resolved", "closed") else "status"
                 found.append(self._message(jurisdiction, kind, (email,), {"report": public, "link": link,
                                                             "status": event["to_status"], "note": event["note"]},
