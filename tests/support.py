@@ -88,3 +88,28 @@ def running_gateway(settings: Settings, clock: Callable[[], Any] | None = None,
         thread.join(timeout=60)
     if failure:
         raise failure[0]
+
+
+def api_up(base: str) -> bool:
+    """Whether the HTTP API at `base` answers its liveness probe."""
+    import httpx
+
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def console_client(base: str, name: str, password: str) -> Any:
+    """An httpx client signed in to the console at `base` as `name` (the caller closes it)."""
+    import re
+
+    import httpx
+
+    client = httpx.Client(base_url=base, follow_redirects=False)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console/signin").text)
+    assert token, "the sign-in form has a CSRF token"
+    answer = client.post("/console/signin", data={"name": name, "password": password, "csrf_token": token.group(1),
+                                                  "next": "/console/incidents"})
+    assert answer.status_code == 303, answer.text
+    return client

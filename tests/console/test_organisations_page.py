@@ -11,17 +11,7 @@ import httpx
 from gateway.console.auth import hash_password
 from gateway.store.users import upsert_user
 from tests.console.conftest import Console
-from tests.support import sql
-
-
-def _signed_in(console: Console, name: str, password: str) -> httpx.Client:
-    client = httpx.Client(base_url=console.url, follow_redirects=False)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console/signin").text)
-    assert token
-    answer = client.post("/console/signin", data={"name": name, "password": password, "csrf_token": token.group(1),
-                                                  "next": "/console/incidents"})
-    assert answer.status_code == 303, answer.text
-    return client
+from tests.support import console_client, sql
 
 
 def _csrf(page: httpx.Response) -> str:
@@ -34,7 +24,7 @@ def test_admins_manage_organisations_and_members(console: Console) -> None:
     url = console.settings.database_url
     upsert_user(url, "ada", hash_password("ada-password-1"), "admin", None)
     upsert_user(url, "pep", hash_password("pep-password-1"), "viewer", None)
-    with closing(_signed_in(console, "ada", "ada-password-1")) as ada:
+    with closing(console_client(console.url, "ada", "ada-password-1")) as ada:
         page = ada.get("/console/organisations")
         assert page.status_code == 200 and 'data-organisation="recollida-nord"' in page.text
         csrf = _csrf(page)
@@ -55,7 +45,7 @@ def test_admins_manage_organisations_and_members(console: Console) -> None:
             "csrf_token": csrf, "organisation": "neteja-est", "user": "pep", "role": "operator"})
         assert member.status_code == 303
         assert 'data-member="pep"' in ada.get("/console/organisations").text
-        with closing(_signed_in(console, "pep", "pep-password-1")) as pep:  # now a partner's member only
+        with closing(console_client(console.url, "pep", "pep-password-1")) as pep:  # now a partner's member only
             assert pep.get("/console/devices").status_code == 404
             assert pep.get("/console/organisations").status_code == 404
         unknown = ada.post("/console/organisations/members", data={
@@ -64,6 +54,6 @@ def test_admins_manage_organisations_and_members(console: Console) -> None:
         removed = ada.post("/console/organisations/members", data={
             "csrf_token": csrf, "organisation": "neteja-est", "user": "pep", "remove": "true"})
         assert removed.status_code == 303
-        with closing(_signed_in(console, "pep", "pep-password-1")) as pep:  # city staff again
+        with closing(console_client(console.url, "pep", "pep-password-1")) as pep:  # city staff again
             assert pep.get("/console/devices").status_code == 200
             assert pep.get("/console/organisations").status_code == 403  # a viewer, not an admin

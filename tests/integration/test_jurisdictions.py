@@ -25,7 +25,7 @@ from gateway.settings import Settings
 from gateway.store.devices import upsert_devices
 from gateway.store.users import upsert_user
 from tests.mail import Inbox, text_of
-from tests.support import REPO, publish, running_gateway, sql, wait_until
+from tests.support import REPO, api_up, console_client, publish, running_gateway, sql, wait_until
 
 KEY = "citizen-app-key"
 CORNER = (41.4036, 2.1744)  # both cities' containers are here: nothing may link across
@@ -71,16 +71,9 @@ def instance(settings: Settings, tmp_path: Path, smtp: tuple[Inbox, int]) -> Ite
     })
     with running_gateway(settings):
         base = f"http://127.0.0.1:{settings.api_port}"
-        wait_until(lambda: _up(base))
+        wait_until(lambda: api_up(base))
         with httpx.Client(base_url=base, timeout=10) as client:
             yield Instance(client, settings, inbox)
-
-
-def _up(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def report(instance: Instance, jurisdiction: str, email: str) -> int:
@@ -166,9 +159,10 @@ def test_two_jurisdictions_stay_apart(instance: Instance) -> None:
     # the console: queue, map, statistics and their CSVs, device pages
     for name, jurisdiction in (("ona", "bcn"), ("pau", "girona"), ("nil", "")):
         upsert_user(url, name, hash_password(f"{name}-password-1"), "operator", None, jurisdiction)
-    with closing(_signed_in(instance, "nil", "nil-password-1")) as nil:  # an account of no municipality here
+    # an account of no municipality served here
+    with closing(console_client(base_of(instance), "nil", "nil-password-1")) as nil:
         assert nil.get("/console/incidents").status_code == 403
-    with closing(_signed_in(instance, "ona", "ona-password-1")) as ona:
+    with closing(console_client(base_of(instance), "ona", "ona-password-1")) as ona:
         queue = ona.get("/console/incidents").text
         assert all(f'data-incident="{i}"' in queue for i in bcn_ids)
         assert not any(f'data-incident="{i}"' in queue for i in girona_ids)
@@ -202,25 +196,18 @@ def test_two_jurisdictions_stay_apart(instance: Instance) -> None:
             assert any(word in text for word in ("incidencia", "aviso")), text  # Barcelona here in Spanish
 
 
-def _signed_in(instance: Instance, name: str, password: str) -> httpx.Client:
-    client = httpx.Client(base_url=f"http://127.0.0.1:{instance.settings.api_port}", follow_redirects=False)
-    page = client.get("/console/signin")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    answer = client.post("/console/signin", data={"name": name, "password": password, "csrf_token": token.group(1),
-                                                  "next": "/console/incidents"})
-    assert answer.status_code == 303, answer.text
-    return client
-
-
 def test_a_single_city_install_needs_no_jurisdiction(settings: Settings) -> None:
     settings = settings.model_copy(update={"api_enabled": True, "api_port": free_port(), "open311_api_keys": [KEY]})
     with running_gateway(settings):
         base = f"http://127.0.0.1:{settings.api_port}"
-        wait_until(lambda: _up(base))
+        wait_until(lambda: api_up(base))
         with httpx.Client(base_url=base, timeout=10) as client:
             assert client.get("/open311/v2/services.json").status_code == 200
             # a client that sends a jurisdiction_id anyway is served the one city
             assert client.get("/open311/v2/services.json", params={"jurisdiction_id": "bcn.cat"}).status_code == 200
             assert client.get("/open311/v2/discovery.json").json()["endpoints"][0]["specification"].endswith(
                 "GeoReport_v2")
+
+
+def base_of(instance: Instance) -> str:
+    return f"http://127.0.0.1:{instance.settings.api_port}"

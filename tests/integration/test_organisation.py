@@ -32,7 +32,7 @@ from gateway.store.organisations import set_member
 from gateway.store.pool import open_pool
 from gateway.store.users import upsert_user
 from tests.mail import Inbox, html_of, text_of
-from tests.support import publish, running_gateway, scalar, sql, wait_until
+from tests.support import api_up, console_client, publish, running_gateway, scalar, sql, wait_until
 
 KEY = "citizen-app-key"
 CITY_TOKEN = "city-token"
@@ -68,16 +68,9 @@ def city(settings: Settings, smtp: tuple[Inbox, int]) -> Iterator[City]:
     })
     with running_gateway(settings):
         base = f"http://127.0.0.1:{settings.api_port}"
-        wait_until(lambda: _up(base))
+        wait_until(lambda: api_up(base))
         with httpx.Client(base_url=base, timeout=10) as client:
             yield City(client, settings, inbox)
-
-
-def _up(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def report(city: City, at: tuple[float, float], **fields: str) -> int:
@@ -209,7 +202,7 @@ def test_a_partners_webhook_gets_only_its_incidents(settings: Settings) -> None:
     try:
         with running_gateway(settings):
             base = f"http://127.0.0.1:{settings.api_port}"
-            wait_until(lambda: _up(base))
+            wait_until(lambda: api_up(base))
             with httpx.Client(base_url=base, timeout=10) as client:
                 city = City(client, settings, Inbox())
                 wait_until(lambda: scalar(url, "SELECT count(*) FROM webhook_cursor"))
@@ -233,7 +226,7 @@ def test_deadlines_cross_the_weekend_and_an_overdue_incident_is_flagged(settings
                                            "api_tokens": [f"{CITY_TOKEN}:operator:dispatcher"]})
     with running_gateway(settings, clock=lambda: now[0]):
         base = f"http://127.0.0.1:{settings.api_port}"
-        wait_until(lambda: _up(base))
+        wait_until(lambda: api_up(base))
         with httpx.Client(base_url=base, timeout=10) as client:
             city = City(client, settings, Inbox())
             full = report(city, EIXAMPLE, email="")
@@ -364,7 +357,7 @@ def test_a_partners_member_sees_only_their_organisation_in_the_console(city: Cit
     assert set_member(url, "collection-operations", "dora", "viewer")
     sud = report(city, EIXAMPLE, email="")
     nord = report(city, NOU_BARRIS, email="")
-    with closing(_signed_in(city, "pere", "pere-password-1")) as pere:
+    with closing(console_client(base_of(city), "pere", "pere-password-1")) as pere:
         queue = pere.get("/console/incidents").text
         assert f'data-incident="{nord}"' in queue and f'data-incident="{sud}"' not in queue
         assert pere.get(f"/console/incidents/{sud}").status_code == 404
@@ -382,20 +375,10 @@ def test_a_partners_member_sees_only_their_organisation_in_the_console(city: Cit
         acted = pere.post(f"/console/incidents/{nord}/action", data={"csrf_token": csrf.group(1),
                                                                      "action": "acknowledge"})
         assert acted.status_code == 303
-    with closing(_signed_in(city, "dora", "dora-password-1")) as dora:  # a department's member: the whole city
+    # a department's member: the whole city
+    with closing(console_client(base_of(city), "dora", "dora-password-1")) as dora:
         queue = dora.get("/console/incidents").text
         assert f'data-incident="{nord}"' in queue and f'data-incident="{sud}"' in queue
-
-
-def _signed_in(city: City, name: str, password: str) -> httpx.Client:
-    client = httpx.Client(base_url=f"http://127.0.0.1:{city.settings.api_port}", follow_redirects=False)
-    page = client.get("/console/signin")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    answer = client.post("/console/signin", data={"name": name, "password": password, "csrf_token": token.group(1),
-                                                  "next": "/console/incidents"})
-    assert answer.status_code == 303, answer.text
-    return client
 
 
 def test_orgs_cli_adds_lists_and_refuses_a_bad_address(database_url: str) -> None:
@@ -423,3 +406,7 @@ def test_orgs_cli_adds_lists_and_refuses_a_bad_address(database_url: str) -> Non
     assert listed.returncode == 0 and "neteja-nord" in listed.stdout and "nina (operator)" in listed.stdout
     emails = sql(database_url, "SELECT emails FROM organisations WHERE slug = 'neteja-nord'")
     assert emails == [(["Avisos@neteja.example"],)]
+
+
+def base_of(city: City) -> str:
+    return f"http://127.0.0.1:{city.settings.api_port}"
