@@ -75,4 +75,5 @@ DATA_WORDS = (
     N_("reporting"), N_("silent"), N_("never_seen"), N_("battery_low"),
     N_("fill_pct"), N_("temperature_c"), N_("battery_pct"), N_("speed_kmh"),
     N_("median"), N_("p90"),
+    N_("low"), N_("normal"), N_("high"), N_("urgent"), N_("department"),
 )
