@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 import httpx
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
@@ -29,8 +29,16 @@ pytestmark = BROWSER_NEEDED
 def wait_for_status(driver: WebDriver, status: str) -> None:
     """Until the incident page shows `status`: the page is replaced after each form, so an element read
     from the one before may be gone by the time it is asked for its attribute."""
+    def shows(d: WebDriver) -> bool:
+        try:
+            return d.find_element(By.ID, "incident").get_attribute("data-status") == status
+        except WebDriverException as exc:  # Chromium's word for an element of the page being replaced
+            if "does not belong to the document" in str(exc):
+                return False
+            raise
+
     WebDriverWait(driver, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
-        lambda d: d.find_element(By.ID, "incident").get_attribute("data-status") == status)
+        shows)
 
 
 def truck_at(seconds: int, lat: float, lon: float, base: datetime = NOW) -> tuple[str, str]:
