@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     correlation_distance_m: float = Field(default=50.0, ge=0)
     correlation_window_s: int = Field(default=24 * 3600, ge=0)
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A photo sent with a report (Open311 `media`): at most this many bytes and pixels (a decompression bomb
+    # is refused before it is decoded). A report with a photo may have a body of up to twice this.
+    photo_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    photo_max_pixels: int = Field(default=40_000_000, ge=10_000)
     api_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The console's base map: an OpenStreetMap-style tile URL template ({z}/{x}/{y}); empty, no base layer
     # (zones, devices and incidents are drawn all the same). Nothing is fetched unless this is set.

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from gateway import __version__
-from gateway.api import devices, incidents, open311, rules
+from gateway.api import devices, incidents, open311, photos, rules
 from gateway.api.auth import parse_tokens
 from gateway.api.context import ApiContext
 from gateway.api.health import health_router
@@ -32,11 +32,14 @@ def create_api(readiness: Callable[[], dict[str, bool]], api_context: ApiContext
         api.include_router(incidents.router)
         api.include_router(devices.router)
         api.include_router(rules.router)
+        api.include_router(photos.router)
         api.add_exception_handler(open311.Open311Error, _open311_error)  # type: ignore[arg-type]
         api.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
         api.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
         mount_console(api)
-        api.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+        api.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes,
+                           multipart_paths=(f"{open311.router.prefix}/requests.",),
+                           multipart_max_bytes=2 * settings.photo_max_bytes)  # so a photo too large is told why
         if settings.api_cors_origins:  # closed unless origins are configured
             api.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
                                allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])

@@ -12,17 +12,27 @@ from gateway.api import open311
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, multipart_paths: tuple[str, ...] = (),
+                 multipart_max_bytes: int = 0) -> None:
+        """`multipart_paths`: path prefixes where a multipart body (a report with its photo) may be up to
+        `multipart_max_bytes`."""
         self.app = app
         self.max_bytes = max_bytes
+        self.multipart_paths = multipart_paths
+        self.multipart_max_bytes = multipart_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _too_large(scope, receive, send, self.max_bytes)
+        headers = dict(scope.get("headers") or [])
+        limit = self.max_bytes
+        if headers.get(b"content-type", b"").startswith(b"multipart/form-data") and \
+                str(scope.get("path", "")).startswith(self.multipart_paths or ("\0",)):
+            limit = max(limit, self.multipart_max_bytes)
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(scope, receive, send, limit)
             return
         seen = 0
         refused = False
@@ -32,7 +42,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     refused = True
                     raise _BodyTooLarge
             return message
@@ -41,7 +51,7 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, send)
         except _BodyTooLarge:
             if refused:
-                await _too_large(scope, receive, send, self.max_bytes)
+                await _too_large(scope, receive, send, limit)
 
 
 class _BodyTooLarge(Exception):

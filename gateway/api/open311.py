@@ -11,6 +11,7 @@ specification's `[{"code", "description"}]` with HTTP 400, 403, 404 or 413.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 from datetime import datetime, timedelta
@@ -25,8 +26,10 @@ from gateway import __version__
 from gateway.api.bounds import MAX_ID, bounded_time, storable_text
 from gateway.api.context import ApiContext, context
 from gateway.catalogue import ServiceDefinition
+from gateway.media.photos import PhotoRefused, process_photo
 from gateway.organisation.directory import normalized_email
 from gateway.organisation.setup import City
+from gateway.store.photos import new_photo_token, store_photo
 from gateway.store.queries import query
 from gateway.store.workflow import OPEN_STATUSES, NewReport, create_report
 
@@ -167,15 +170,18 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
     fmt = _fmt(fmt)
     async with request.form() as form:  # closes the temporary files of a multipart body
         parts = list(form.multi_items())
-    fields = {key: value for key, value in parts if isinstance(value, str)}
-    key = fields.get("api_key", "")
-    if not key or not _known_key(key, api.settings.open311_api_keys):
-        raise Open311Error(403, "a valid api_key is required")
-    # Photos are not stored yet: a file, or a `media` part, is refused rather than dropped unseen.
-    files = sorted({name for name, value in parts if not isinstance(value, str)} | ({"media"} & fields.keys()))
-    if files:
-        raise Open311Error(400, f"media files are not accepted (part {', '.join(files)}): upload the photo "
-                                "elsewhere and send its address as media_url")
+        fields = {key: value for key, value in parts if isinstance(value, str)}
+        key = fields.get("api_key", "")
+        if not key or not _known_key(key, api.settings.open311_api_keys):
+            raise Open311Error(403, "a valid api_key is required")
+        # The photo is the `media` file part (as FixMyStreet and other GeoReport servers take it); any other
+        # file, or `media` as text, is refused rather than dropped unseen.
+        files = [(name, value) for name, value in parts if not isinstance(value, str)]
+        others = sorted({name for name, _ in files if name != "media"} | ({"media"} & fields.keys()))
+        if others or len(files) > 1:
+            raise Open311Error(400, f"one photo, as the file part `media`, is accepted (not {', '.join(others)}); "
+                                    "or send its address as media_url")
+        upload = await files[0][1].read(api.settings.photo_max_bytes + 1) if files else None
     for name, value in fields.items():
         try:
             storable_text(value, name if _FIELD_NAME.fullmatch(name) else "a field")
@@ -201,6 +207,15 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
     media_url = fields.get("media_url") or None
     if media_url and (len(media_url) > 2048 or not re.match(r"^https?://[^\s]+$", media_url)):
         raise Open311Error(400, "media_url must be an http(s) URL")
+    cleaned = None
+    if upload is not None:
+        try:
+            cleaned = await asyncio.to_thread(process_photo, upload, api.settings.photo_max_bytes,
+                                              api.settings.photo_max_pixels)  # decoding is off the event loop
+        except PhotoRefused as exc:
+            raise Open311Error(400, f"media: {exc}") from None
+        photo_token = new_photo_token()
+        media_url = f"{api.settings.base_url}/photos/{photo_token}.jpg"
     attributes = {m.group(1): value for k, value in fields.items() if (m := _ATTRIBUTE.match(k))}
     if len(attributes) > MAX_ATTRIBUTES or any(len(v) > MAX_ATTRIBUTE for v in attributes.values()):
         raise Open311Error(400, f"at most {MAX_ATTRIBUTES} attributes of at most {MAX_ATTRIBUTE} characters each")
@@ -218,6 +233,9 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
         incident_id, _ = await create_report(
             conn, report, api.clock(), api.settings.correlation_distance_m,
             timedelta(seconds=api.settings.correlation_window_s), api.cities)
+        if cleaned is not None:
+            await store_photo(conn, incident_id, photo_token, cleaned.content_type, cleaned.width, cleaned.height,
+                              cleaned.image, cleaned.thumbnail)
     # The reporter learns that a request in an internal service will not be listed, not even to them.
     notice = "" if service.public else "this request is followed up by staff and is not published"
     return render([{"service_request_id": str(incident_id), "service_notice": notice, "account_id": None}], fmt,

@@ -817,3 +817,20 @@ WHERE id = %(id)s AND source = 'citizen';
 SELECT at, to_status, note FROM incident_events
 WHERE incident_id = %(id)s AND public AND kind IN ('created', 'status', 'comment')
 ORDER BY id;
+
+-- Photos -----------------------------------------------------------------------------------------------
+
+-- name: insert_photo
+INSERT INTO photos (incident_id, token, content_type, width, height, image, thumbnail)
+VALUES (%(incident_id)s, %(token)s, %(content_type)s, %(width)s, %(height)s, %(image)s, %(thumbnail)s);
+
+-- name: photo_by_token
+-- A photo as served publicly: never a hidden one.
+SELECT content_type, image, thumbnail FROM photos WHERE token = %(token)s AND NOT hidden;
+
+-- name: hide_photos
+UPDATE photos SET hidden = true, hidden_reason = %(reason)s WHERE incident_id = %(incident_id)s AND NOT hidden
+RETURNING token;
+
+-- name: clear_media_url
+UPDATE incidents SET media_url = NULL, updated_at = now() WHERE id = %(id)s;

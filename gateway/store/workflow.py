@@ -208,6 +208,11 @@ async def add_event(conn: AsyncConnection, incident_id: int, kind: str, actor: s
     })
 
 
+async def lock_incident(conn: AsyncConnection, incident_id: int) -> dict[str, Any]:
+    """The incident's row, locked for the transaction; IncidentNotFound when there is none."""
+    return await _lock(conn, incident_id)
+
+
 async def _lock(conn: AsyncConnection, incident_id: int) -> dict[str, Any]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("lock_incident"), {"id": incident_id})
