@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # is refused before it is decoded). A report with a photo may have a body of up to twice this.
     photo_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     photo_max_pixels: int = Field(default=40_000_000, ge=10_000)
+    # A reporter's rating of the outcome at or below this (1–5) reopens the report for review; 0: never.
+    reopen_at_or_below_rating: int = Field(default=2, ge=0, le=5)
     api_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The console's base map: an OpenStreetMap-style tile URL template ({z}/{x}/{y}); empty, no base layer
     # (zones, devices and incidents are drawn all the same). Nothing is fetched unless this is set.

@@ -291,8 +291,20 @@ async def stats(api: Ctx, staff: Viewer, start: Time | None = None, end: Time | 
                                                     "organisations": staff.scope.organisations,
                                                     "jurisdiction": staff.scope.jurisdiction})
         rows = await cur.fetchall()
+        await cur.execute(query("rating_stats"), {"start": start, "end": end, "jurisdiction": staff.scope.jurisdiction,
+                                                  "organisations": staff.scope.organisations})
+        ratings = await cur.fetchall()
     result: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "by_service_code": {},
-                              "by_source": {}, "by_status": {}, "by_organisation": {}}
+                              "by_source": {}, "by_status": {}, "by_organisation": {},
+                              "ratings": {"by_service_code": {}, "by_organisation": {}, "by_month": {}}}
+    for row in ratings:  # the quality measure: the reporters' ratings given in the period
+        entry = {"ratings": row["ratings"], "average": row["average"]}
+        if row["service_code"] is not None:
+            result["ratings"]["by_service_code"][row["service_code"]] = entry
+        elif row["organisation"] is not None:
+            result["ratings"]["by_organisation"][row["organisation"] or "(none)"] = entry
+        else:
+            result["ratings"]["by_month"][row["month"]] = entry
     for row in rows:
         entry = {"incidents": row["incidents"], "median_resolve_s": row["median_resolve_s"], "overdue": row["overdue"]}
         if row["organisation"] is not None:

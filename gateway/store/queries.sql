@@ -140,7 +140,7 @@ DELETE FROM rule_state WHERE rule_id = %s AND subject = %s;
 SELECT rule_id, subject, state FROM rule_state;
 
 -- name: lock_incident
-SELECT id, status, source, service_code, dedupe_key, linked_to, duplicate_of, organisation_id FROM incidents
+SELECT id, status, source, service_code, dedupe_key, linked_to, duplicate_of, organisation_id, rating FROM incidents
 WHERE id = %(id)s FOR UPDATE;
 
 -- name: set_incident_status
@@ -810,12 +810,16 @@ ORDER BY id DESC LIMIT %(limit)s;
 
 -- name: followed_report
 -- What the reporter's follow page shows of their report: its public fields only.
-SELECT id, service_code, status, description, address, created_at, updated_at, jurisdiction_id FROM incidents
+SELECT id, service_code, status, description, address, created_at, updated_at, jurisdiction_id, rating,
+       rating_comment, rated_at
+FROM incidents
 WHERE id = %(id)s AND source = 'citizen';
 
 -- name: followed_report_notes
-SELECT at, to_status, note FROM incident_events
-WHERE incident_id = %(id)s AND public AND kind IN ('created', 'status', 'comment')
+-- Its public history, and what the reporter wrote (internal to staff, but theirs to see).
+SELECT at, to_status, note, actor = 'reporter' AS from_reporter FROM incident_events
+WHERE incident_id = %(id)s
+  AND ((public AND kind IN ('created', 'status', 'comment')) OR (actor = 'reporter' AND kind IN ('comment', 'rating')))
 ORDER BY id;
 
 -- Photos -----------------------------------------------------------------------------------------------
@@ -834,3 +838,19 @@ RETURNING token;
 
 -- name: clear_media_url
 UPDATE incidents SET media_url = NULL, updated_at = now() WHERE id = %(id)s;
+
+-- The reporter's side ----------------------------------------------------------------------------------
+
+-- name: rate_incident
+UPDATE incidents SET rating = %(rating)s, rating_comment = %(comment)s, rated_at = %(at)s, updated_at = now()
+WHERE id = %(id)s;
+
+-- name: rating_stats
+-- The quality measure: ratings given in [start, end), per category, organisation and month.
+SELECT i.service_code, coalesce(o.slug, '') AS organisation, to_char(i.rated_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+       count(*) AS ratings, round(avg(i.rating), 2)::float8 AS average
+FROM incidents i LEFT JOIN organisations o ON o.id = i.organisation_id
+WHERE i.rated_at >= %(start)s AND i.rated_at < %(end)s AND i.jurisdiction_id = %(jurisdiction)s
+  AND (%(organisations)s::bigint[] IS NULL OR i.organisation_id = ANY(%(organisations)s::bigint[]))
+GROUP BY GROUPING SETS ((i.service_code), (coalesce(o.slug, '')), (to_char(i.rated_at AT TIME ZONE 'UTC', 'YYYY-MM')))
+ORDER BY 1, 2, 3;

@@ -199,7 +199,11 @@ CREATE TABLE incidents (
     organisation_id  bigint REFERENCES organisations (id),
     priority         text CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
     respond_by       timestamptz,
-    resolve_by       timestamptz
+    resolve_by       timestamptz,
+    -- the reporter's rating of the outcome: once, after it is resolved
+    rating           smallint CHECK (rating BETWEEN 1 AND 5),
+    rating_comment   text,
+    rated_at         timestamptz
 );
 CREATE UNIQUE INDEX incidents_one_open_per_cause ON incidents (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status NOT IN ('resolved', 'closed');
@@ -209,6 +213,7 @@ CREATE INDEX incidents_device_idx ON incidents (device_id, created_at);
 CREATE INDEX incidents_linked_to_idx ON incidents (linked_to) WHERE linked_to IS NOT NULL;
 CREATE INDEX incidents_organisation_idx ON incidents (organisation_id, id);
 CREATE INDEX incidents_jurisdiction_idx ON incidents (jurisdiction_id, id);
+CREATE INDEX incidents_rated_at_idx ON incidents (rated_at) WHERE rated_at IS NOT NULL;
 CREATE INDEX incidents_open_resolve_by_idx ON incidents (resolve_by)
     WHERE resolve_by IS NOT NULL AND status NOT IN ('resolved', 'closed');
 CREATE INDEX incidents_open_place_idx ON incidents (service_code, lat, lon) WHERE status NOT IN ('resolved', 'closed');
@@ -227,7 +232,7 @@ CREATE TABLE incident_events (
     public       boolean NOT NULL DEFAULT true,
     CONSTRAINT incident_events_kind_check
         CHECK (kind IN ('created', 'occurrence', 'status', 'severity', 'comment', 'assignment', 'merge', 'link',
-                        'edit'))
+                        'edit', 'rating'))
 );
 CREATE INDEX incident_events_incident_idx ON incident_events (incident_id, id);
 CREATE INDEX incident_events_at_idx ON incident_events (at);

@@ -169,6 +169,36 @@ async def follow_linked_after_rule(conn: AsyncConnection, incident_id: int, acto
     await _follow_linked(conn, incident_id, "resolved", actor)
 
 
+REPORTER = "reporter"
+
+
+async def reporter_comment(conn: AsyncConnection, incident_id: int, note: str) -> None:
+    """The reporter writes on their own report (through their follow link): in its history for staff, on
+    their follow page for them, never in Open311."""
+    await _lock(conn, incident_id)
+    await add_event(conn, incident_id, "comment", REPORTER, note=note, data={"from_reporter": True}, public=False)
+
+
+async def rate(conn: AsyncConnection, incident_id: int, rating: int, comment: str, now: datetime,
+               reopen_at_or_below: int) -> bool:
+    """The reporter's rating of the outcome, once the report is resolved or closed, and only once. A rating
+    at or below `reopen_at_or_below` reopens it for review (0: never); returns whether it did."""
+    current = await _lock(conn, incident_id)
+    if current["status"] not in ("resolved", "closed"):
+        raise TransitionRefused("a report can be rated once it is resolved")
+    if current["rating"] is not None:
+        raise TransitionRefused("this report has been rated already")
+    await conn.execute(query("rate_incident"), {"id": incident_id, "rating": rating, "comment": comment or None,
+                                                "at": now})
+    await add_event(conn, incident_id, "rating", REPORTER, note=f"{rating}/5" + (f": {comment}" if comment else ""),
+                    data={"rating": rating}, public=False)
+    if rating <= reopen_at_or_below and current["duplicate_of"] is None:
+        await transition(conn, incident_id, "reopen", REPORTER, note=f"reopened for review: rated {rating}/5",
+                         public=False)
+        return True
+    return False
+
+
 async def comment(conn: AsyncConnection, incident_id: int, actor: str, note: str, public: bool) -> None:
     await _lock(conn, incident_id)
     await add_event(conn, incident_id, "comment", actor, note=note, public=public)

@@ -1,0 +1,107 @@
+"""The reporter's side through their private follow link, on real PostgreSQL and the real HTTP API: they
+write to the city, follow the staff's public answers, rate the outcome once it is resolved (once), a low
+rating reopens the report for review, and ratings appear in the statistics. Nothing they write reaches
+Open311."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+import pytest
+
+from gateway.embedded.ports import free_port
+from gateway.organisation.follow import follow_key, follow_path
+from gateway.settings import Settings
+from tests.support import api_up, running_gateway, wait_until
+
+KEY = "citizen-app-key"
+STAFF = {"Authorization": "Bearer op-token"}
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[tuple[httpx.Client, Settings]]:
+    settings = settings.model_copy(update={"api_enabled": True, "api_port": free_port(), "open311_api_keys": [KEY],
+                                           "api_tokens": ["op-token:operator:clerk"]})
+    with running_gateway(settings):
+        base = f"http://127.0.0.1:{settings.api_port}"
+        wait_until(lambda: api_up(base))
+        with httpx.Client(base_url=base, timeout=10) as client:
+            yield client, settings
+
+
+def _report(client: httpx.Client) -> int:
+    answer = client.post("/open311/v2/requests.json", data={
+        "api_key": KEY, "service_code": "container_full", "lat": "41.4036", "long": "2.1744",
+        "description": "Full again", "email": "marta@example.org", "first_name": "Marta"})
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()[0]["service_request_id"])
+
+
+def _link(settings: Settings, incident_id: int) -> str:
+    async def key() -> bytes:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await follow_key(conn)
+
+    return follow_path(asyncio.run(key()), incident_id)
+
+
+def test_a_reporter_writes_follows_and_rates_and_a_low_rating_reopens(api: tuple[httpx.Client, Settings]) -> None:
+    client, settings = api
+    report = _report(client)
+    link = _link(settings, report)
+    assert client.get(link).status_code == 200
+    written = client.post(f"{link}/comment", data={"note": "It is still there, next to the bakery."})
+    assert written.status_code == 303
+    page = client.get(link).text
+    assert "next to the bakery" in page and "Marta" not in page and "marta@" not in page
+    history = client.get(f"/api/v1/incidents/{report}", headers=STAFF).json()["events"]
+    assert [(e["actor"], e["public"]) for e in history if e["kind"] == "comment"] == [("reporter", False)]
+    public = client.get(f"/open311/v2/requests/{report}.json").text + client.get(
+        "/open311/v2/servicerequestupdates.json").text
+    assert "bakery" not in public
+
+    # not rated before it is resolved; the staff's public answer shows on the reporter's page
+    early = client.post(f"{link}/rating", data={"score": "5"})
+    assert early.status_code == 409 and "once it is resolved" in early.text
+    client.post(f"/api/v1/incidents/{report}/actions", headers=STAFF,
+                json={"action": "resolve", "note": "Emptied this morning.", "public": True})
+    assert "Emptied this morning." in client.get(link).text
+    assert client.post(f"{link}/rating", data={"score": "4", "comment": "Quick, thanks"}).status_code == 303
+    rated = client.get(link).text
+    assert 'id="rating">4/5' in rated and 'id="follow-rating"' not in rated
+    again = client.post(f"{link}/rating", data={"score": "1"})
+    assert again.status_code == 409 and "rated already" in again.text
+    assert client.get(f"/api/v1/incidents/{report}", headers=STAFF).json()["status"] == "resolved"
+
+    # a low rating reopens another report for review
+    second = _report(client)
+    client.post(f"/api/v1/incidents/{second}/actions", headers=STAFF, json={"action": "close"})
+    assert client.post(f"{_link(settings, second)}/rating", data={"score": "1", "comment": "Nobody came"}).status_code \
+        == 303
+    reopened = client.get(f"/api/v1/incidents/{second}", headers=STAFF).json()
+    assert reopened["status"] == "open" and reopened["rating"] == 1
+    assert [e["note"] for e in reopened["events"] if e["kind"] == "status"][-1] == "reopened for review: rated 1/5"
+
+    stats = client.get("/api/v1/stats", headers=STAFF).json()["ratings"]
+    assert stats["by_service_code"]["container_full"] == {"ratings": 2, "average": 2.5}
+    assert stats["by_month"][datetime.now(UTC).strftime("%Y-%m")]["ratings"] == 2
+    assert set(stats["by_organisation"]) == {"recollida-sud"}
+
+
+def test_the_reporters_forms_refuse_bad_input(api: tuple[httpx.Client, Settings]) -> None:
+    client, settings = api
+    report = _report(client)
+    link = _link(settings, report)
+    assert client.post(f"{link}/comment", data={"note": "bad \x00 byte"}).status_code == 400
+    assert client.post(f"{link}/comment", data={"note": "   "}).status_code == 400
+    assert client.post(f"{link}/rating", data={"score": "9"}).status_code == 422
+    assert client.post(f"{link}/rating", data={}).status_code == 400
+    forged = link.rsplit("/", 1)[0] + "/forged-token"
+    assert client.post(f"{forged}/comment", data={"note": "hello"}).status_code == 404
+    assert client.post(f"{forged}/rating", data={"score": "5"}).status_code == 404
+    history = client.get(f"/api/v1/incidents/{report}", headers=STAFF).json()["events"]
+    assert [e for e in history if e["actor"] == "reporter"] == []
