@@ -15,11 +15,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from psycopg.rows import dict_row
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.api.auth import Staff, requires
 from gateway.api.bounds import MAX_ID, Text, Time
 from gateway.api.context import ApiContext, context
+from gateway.organisation.directory import normalized_email
 from gateway.organisation.scope import NotPermitted, require_in_scope
 from gateway.store.queries import query
 from gateway.store.workflow import (
@@ -81,11 +82,27 @@ class Reassign(BaseModel):
     reason: Text = Field(min_length=1, max_length=4000)
 
 
+class Caller(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text = Field(default="", max_length=200)
+    phone: Text = Field(default="", max_length=50, pattern=r"^[0-9+ ()./-]*$")
+    email: Text = Field(default="", max_length=200)
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return normalized_email(value) if value.strip() else ""
+
+
 class StaffReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     service_code: Code
     source: Literal["staff", "partner"] = "staff"
+    channel: Literal["phone", "counter", "letter", "email", "partner"] | None = Field(
+        default=None, description="how it reached the city (default: partner for a partner, phone for staff)")
+    caller: Caller | None = Field(default=None, description="who to call back (never public)")
     description: Text = Field(default="", max_length=4000)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
@@ -139,6 +156,8 @@ async def list_incidents(
     created_from: Time | None = None,
     created_to: Time | None = None,
     organisation: Annotated[Text | None, Query(max_length=64, description="an organisation's slug")] = None,
+    contact: Annotated[Text | None, Query(max_length=200, description="a reporter's e-mail or phone: their "
+                                                                       "reports (operators)")] = None,
     overdue: Annotated[bool | None, Query(description="open past its resolve_by (true) or not (false)")] = None,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -149,7 +168,7 @@ async def list_incidents(
               "created_from": created_from, "created_to": created_to, "before_id": _decode_cursor(cursor),
               "limit": limit, "organisations": staff.scope.organisations, "overdue": overdue, "now": api.clock(),
               "organisation": _organisation_id(api, staff, organisation) if organisation else None,
-              "jurisdiction": staff.scope.jurisdiction}
+              "jurisdiction": staff.scope.jurisdiction, **_contact(contact, staff)}
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("list_incidents"), params)
         rows = await cur.fetchall()
@@ -171,6 +190,21 @@ async def get_incident(incident_id: IncidentId, api: Ctx, staff: Viewer) -> dict
     incident["overdue"] = _overdue(row, api.clock())
     incident["events"] = [_public(event) for event in events]
     return incident
+
+
+def _contact(contact: str | None, staff: Staff) -> dict[str, str | None]:
+    """One citizen's reports (a CRM's contact history): by e-mail, or by the digits of a phone number.
+    Personal data: operators only."""
+    if not contact:
+        return {"contact_email": None, "contact_phone": ""}
+    if staff.role == "viewer":
+        raise HTTPException(403, "looking a reporter up needs the operator role")
+    if "@" in contact:
+        return {"contact_email": contact.strip().lower(), "contact_phone": ""}
+    digits = "".join(ch for ch in contact if ch.isdigit())
+    if len(digits) < 6:
+        raise HTTPException(422, "contact is an e-mail address or a phone number")
+    return {"contact_email": "", "contact_phone": digits}
 
 
 def _organisation_id(api: ApiContext, staff: Staff, slug: str) -> int:
@@ -268,8 +302,10 @@ async def create_incident(body: StaffReport, api: Ctx, staff: Operator) -> dict[
         raise HTTPException(422, f"unknown service_code {body.service_code!r}")
     if (body.lat is None) != (body.lon is None):
         raise HTTPException(422, "lat and lon go together")
+    caller = {key: value for key, value in (body.caller.model_dump() if body.caller else {}).items() if value}
+    channel = body.channel or ("partner" if body.source == "partner" else "phone")
     report = NewReport(body.source, body.service_code, service.service_name, body.description, body.lat, body.lon,
-                       body.address, None, {}, {"staff": staff.name}, city.id)
+                       body.address, None, {}, {**caller, "staff": staff.name, "channel": channel}, city.id, channel)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, linked_to = await create_report(
             conn, report, api.clock(), api.settings.correlation_distance_m,
@@ -295,7 +331,7 @@ async def stats(api: Ctx, staff: Viewer, start: Time | None = None, end: Time | 
                                                   "organisations": staff.scope.organisations})
         ratings = await cur.fetchall()
     result: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "by_service_code": {},
-                              "by_source": {}, "by_status": {}, "by_organisation": {},
+                              "by_source": {}, "by_status": {}, "by_organisation": {}, "by_channel": {},
                               "ratings": {"by_service_code": {}, "by_organisation": {}, "by_month": {}}}
     for row in ratings:  # the quality measure: the reporters' ratings given in the period
         entry = {"ratings": row["ratings"], "average": row["average"]}
@@ -309,6 +345,8 @@ async def stats(api: Ctx, staff: Viewer, start: Time | None = None, end: Time | 
         entry = {"incidents": row["incidents"], "median_resolve_s": row["median_resolve_s"], "overdue": row["overdue"]}
         if row["organisation"] is not None:
             result["by_organisation"][row["organisation"] or "(none)"] = entry
+        elif row["channel"] is not None:
+            result["by_channel"][row["channel"] or "(none)"] = entry
         elif row["service_code"] is not None:
             result["by_service_code"][row["service_code"]] = entry
         elif row["source"] is not None:

@@ -227,8 +227,11 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
             reporter["email"] = normalized_email(reporter["email"])
         except ValueError:
             raise Open311Error(400, "email is not an e-mail address") from None
+    channel = fields.get("channel") or "web"  # not GeoReport's: an app may say it is one
+    if channel not in ("web", "app"):
+        raise Open311Error(400, "channel is web or app")
     report = NewReport("citizen", code, service.service_name, description, lat, lon, address, media_url,
-                       attributes, reporter or None, city.id)
+                       attributes, reporter or None, city.id, channel)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, _ = await create_report(
             conn, report, api.clock(), api.settings.correlation_distance_m,

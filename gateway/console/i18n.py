@@ -76,4 +76,5 @@ DATA_WORDS = (
     N_("fill_pct"), N_("temperature_c"), N_("battery_pct"), N_("speed_kmh"),
     N_("median"), N_("p90"),
     N_("low"), N_("normal"), N_("high"), N_("urgent"), N_("department"),
+    N_("web"), N_("app"), N_("letter"), N_("device"),
 )

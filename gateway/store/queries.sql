@@ -96,10 +96,11 @@ ORDER BY device_id;
 -- Opens the incident of a (rule, subject), or counts one more occurrence of the open one. The partial
 -- unique index makes this safe between replicas. `created` tells which happened.
 INSERT INTO incidents AS i (source, service_code, severity, title, description, rule_id, device_id, subject,
-                            dedupe_key, lat, lon, address, first_seen_at, last_seen_at, attributes, jurisdiction_id)
+                            dedupe_key, lat, lon, address, first_seen_at, last_seen_at, attributes, jurisdiction_id,
+                            channel)
 VALUES ('device_rule', %(service_code)s, %(severity)s, %(title)s, %(description)s, %(rule_id)s, %(device_id)s,
         %(subject)s, %(dedupe_key)s, %(lat)s, %(lon)s, %(address)s, %(time)s, %(time)s, %(attributes)s,
-        %(jurisdiction)s)
+        %(jurisdiction)s, 'device')
 ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL AND status NOT IN ('resolved', 'closed')
 DO UPDATE SET occurrences = i.occurrences + 1,
               last_seen_at = GREATEST(i.last_seen_at, EXCLUDED.last_seen_at),
@@ -167,9 +168,9 @@ WHERE id = %(id)s;
 
 -- name: insert_report
 INSERT INTO incidents (source, service_code, severity, title, description, lat, lon, address, first_seen_at,
-                       last_seen_at, reporter, media_url, attributes, linked_to, jurisdiction_id)
+                       last_seen_at, reporter, media_url, attributes, linked_to, jurisdiction_id, channel)
 VALUES (%(source)s, %(service_code)s, 'minor', %(title)s, %(description)s, %(lat)s, %(lon)s, %(address)s, %(now)s,
-        %(now)s, %(reporter)s, %(media_url)s, %(attributes)s, %(linked_to)s, %(jurisdiction)s)
+        %(now)s, %(reporter)s, %(media_url)s, %(attributes)s, %(linked_to)s, %(jurisdiction)s, %(channel)s)
 RETURNING id;
 
 -- name: matching_device_incident
@@ -226,6 +227,12 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND (%(organisation)s::bigint IS NULL OR organisation_id = %(organisation)s::bigint)
   AND (%(organisations)s::bigint[] IS NULL OR organisation_id = ANY(%(organisations)s::bigint[]))
   AND jurisdiction_id = %(jurisdiction)s
+  -- one citizen's reports, by their e-mail or phone (the digits), as staff look them up to call back
+  AND (%(contact_email)s::text IS NULL OR lower(reporter ->> 'email') = %(contact_email)s::text
+       -- the same number with or without its country code
+       OR (%(contact_phone)s::text <> '' AND length(regexp_replace(reporter ->> 'phone', '\D', '', 'g')) >= 6
+           AND (regexp_replace(reporter ->> 'phone', '\D', '', 'g') LIKE '%%' || %(contact_phone)s::text
+                OR %(contact_phone)s::text LIKE '%%' || regexp_replace(reporter ->> 'phone', '\D', '', 'g'))))
 ORDER BY id DESC
 LIMIT %(limit)s;
 
@@ -276,20 +283,20 @@ LIMIT %(limit)s;
 -- accepted up to max_future_s ahead of it, and such an incident resolved within that counts as resolved
 -- at once rather than in negative time. The period selects incidents by the same opening time.
 -- Overdue: still open past its resolve_by (as of `now`), or resolved after it.
-SELECT service_code, source, status, organisation, count(*) AS incidents,
+SELECT service_code, source, status, organisation, channel, count(*) AS incidents,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY greatest(0, extract(epoch FROM resolved_at - opened_at)))
            FILTER (WHERE resolved_at IS NOT NULL) AS median_resolve_s,
        count(*) FILTER (WHERE resolve_by < coalesce(resolved_at, closed_at, %(now)s)) AS overdue
 FROM (
     SELECT i.service_code, i.source, i.status, i.resolved_at, i.closed_at, i.resolve_by,
-           coalesce(o.slug, '') AS organisation,
+           coalesce(o.slug, '') AS organisation, coalesce(i.channel, '') AS channel,
            CASE WHEN i.source = 'device_rule' THEN i.first_seen_at ELSE i.created_at END AS opened_at
     FROM incidents i LEFT JOIN organisations o ON o.id = i.organisation_id
     WHERE (%(organisations)s::bigint[] IS NULL OR i.organisation_id = ANY(%(organisations)s::bigint[]))
       AND i.jurisdiction_id = %(jurisdiction)s
 ) i
 WHERE opened_at >= %(start)s AND opened_at < %(end)s
-GROUP BY GROUPING SETS ((service_code), (source), (status), (organisation), ())
+GROUP BY GROUPING SETS ((service_code), (source), (status), (organisation), (channel), ())
 ORDER BY 1, 2, 3;
 
 -- name: devices_overview

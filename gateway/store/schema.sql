@@ -203,7 +203,9 @@ CREATE TABLE incidents (
     -- the reporter's rating of the outcome: once, after it is resolved
     rating           smallint CHECK (rating BETWEEN 1 AND 5),
     rating_comment   text,
-    rated_at         timestamptz
+    rated_at         timestamptz,
+    -- how it reached the city
+    channel          text CHECK (channel IN ('web', 'app', 'phone', 'counter', 'letter', 'email', 'partner', 'device'))
 );
 CREATE UNIQUE INDEX incidents_one_open_per_cause ON incidents (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status NOT IN ('resolved', 'closed');

@@ -52,6 +52,8 @@ class NewReport:
     attributes: dict[str, Any]
     reporter: dict[str, Any] | None  # personal data: stored, never shown publicly
     jurisdiction: str = ""  # the municipality it is reported to ('' on a single-city install)
+    # how it reached the city: web, app, phone, counter, letter, email, partner
+    channel: str = "web"
 
 
 async def create_report(conn: AsyncConnection, report: NewReport, now: datetime, link_within_m: float,
@@ -71,7 +73,7 @@ async def create_report(conn: AsyncConnection, report: NewReport, now: datetime,
             "description": report.description, "lat": report.lat, "lon": report.lon, "address": report.address,
             "now": now, "reporter": Jsonb(report.reporter) if report.reporter else None,
             "media_url": report.media_url, "attributes": Jsonb(report.attributes), "linked_to": linked_to,
-            "jurisdiction": report.jurisdiction,
+            "jurisdiction": report.jurisdiction, "channel": report.channel,
         })
         row = await cur.fetchone()
         assert row is not None

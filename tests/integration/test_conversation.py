@@ -105,3 +105,47 @@ def test_the_reporters_forms_refuse_bad_input(api: tuple[httpx.Client, Settings]
     assert client.post(f"{forged}/rating", data={"score": "5"}).status_code == 404
     history = client.get(f"/api/v1/incidents/{report}", headers=STAFF).json()["events"]
     assert [e for e in history if e["actor"] == "reporter"] == []
+
+
+def test_channels_are_recorded_counted_and_one_contacts_reports_listed(api: tuple[httpx.Client, Settings]) -> None:
+    client, _ = api
+    web = _report(client)
+    app = client.post("/open311/v2/requests.json", data={
+        "api_key": KEY, "service_code": "illegal_dumping", "address_string": "Plaça Reial 1", "channel": "app",
+        "email": "Marta@Example.org"}).json()[0]["service_request_id"]
+    phoned = client.post("/api/v1/incidents", headers=STAFF, json={
+        "service_code": "container_damaged", "address": "Carrer Nou 3", "channel": "phone",
+        "caller": {"name": "Pere", "phone": "+34 600 11 22 33", "email": "pere@example.org"}}).json()["id"]
+    letter = client.post("/api/v1/incidents", headers=STAFF, json={
+        "service_code": "container_damaged", "address": "Carrer Nou 5", "channel": "letter"}).json()["id"]
+    assert client.post("/open311/v2/requests.json", data={
+        "api_key": KEY, "service_code": "illegal_dumping", "address_string": "x", "channel": "fax"}).status_code == 400
+    assert client.post("/api/v1/incidents", headers=STAFF, json={
+        "service_code": "container_damaged", "address": "y", "caller": {"email": "not an address"}}).status_code == 422
+    channels = client.get("/api/v1/stats", headers=STAFF).json()["by_channel"]
+    assert {k: v["incidents"] for k, v in channels.items()} == {"web": 1, "app": 1, "phone": 1, "letter": 1}
+
+    def reports_of(contact: str) -> set[int]:
+        items = client.get("/api/v1/incidents", headers=STAFF, params={"contact": contact}).json()["items"]
+        return {i["id"] for i in items}
+
+    assert reports_of("marta@example.org") == {web, int(app)}  # one contact history, whatever the case
+    assert reports_of("600 112 233") == {phoned} and reports_of("+34600112233") == {phoned}
+    assert reports_of("nobody@example.org") == set() and letter not in reports_of("pere@example.org")
+    assert client.get("/api/v1/incidents", params={"contact": "12"}, headers=STAFF).status_code == 422
+    caller = client.get(f"/api/v1/incidents/{phoned}", headers=STAFF).json()["reporter"]
+    assert caller == {"name": "Pere", "phone": "+34 600 11 22 33", "email": "pere@example.org", "staff": "clerk",
+                      "channel": "phone"}
+    public = client.get("/open311/v2/requests.json").text
+    assert "Pere" not in public and "600 11" not in public and "marta" not in public.lower()
+
+
+def test_a_viewer_cannot_look_a_reporter_up(settings: Settings) -> None:
+    settings = settings.model_copy(update={"api_enabled": True, "api_port": free_port(),
+                                           "api_tokens": ["v-token:viewer:intern"]})
+    with running_gateway(settings):
+        base = f"http://127.0.0.1:{settings.api_port}"
+        wait_until(lambda: api_up(base))
+        answer = httpx.get(f"{base}/api/v1/incidents", params={"contact": "marta@example.org"},
+                           headers={"Authorization": "Bearer v-token"})
+        assert answer.status_code == 403

@@ -18,6 +18,7 @@ from gateway.console.districts import outlines
 from gateway.console.i18n import translations
 from gateway.console.session import ConsoleError, OperatorPage, Page, check_csrf, context_of
 from gateway.console.templating import render
+from gateway.organisation.directory import normalized_email
 from gateway.organisation.scope import NotPermitted, require_in_scope
 from gateway.store.organisations import Organisation
 from gateway.store.queries import query
@@ -128,13 +129,15 @@ async def new_report(
     lon: Annotated[str, Form(max_length=40)] = "",
     caller_name: Annotated[str, Form(max_length=200)] = "",
     caller_phone: Annotated[str, Form(max_length=50)] = "",
-    channel: Annotated[Literal["phone", "counter", "email"], Form()] = "phone",
+    caller_email: Annotated[str, Form(max_length=200)] = "",
+    channel: Annotated[Literal["phone", "counter", "letter", "email"], Form()] = "phone",
 ) -> Response:
     check_csrf(request, csrf_token)
     api = context_of(request)
     _ = translations(request.state.language).gettext
     values = {"service_code": service_code, "description": description, "address": address, "lat": lat, "lon": lon,
-              "caller_name": caller_name, "caller_phone": caller_phone, "channel": channel}
+              "caller_name": caller_name, "caller_phone": caller_phone, "caller_email": caller_email,
+              "channel": channel}
     city = api.city(user.scope.jurisdiction)
     service = next((s for s in city.catalogue.services if s.service_code == service_code), None)
     problem = None
@@ -153,13 +156,19 @@ async def new_report(
                 problem = _("Latitude is between -90 and 90, longitude between -180 and 180.")
     if problem is None and latitude is None and not address.strip():
         problem = _("Give an address or a position.")
+    email = ""
+    if problem is None and caller_email.strip():
+        try:
+            email = normalized_email(caller_email.strip())
+        except ValueError:
+            problem = _("The caller's e-mail address is not one.")
     if problem is not None or service is None:
         return render(request, "report.html", status_code=400, services=city.catalogue.services, error=problem,
                       values=values)
-    reporter = {"name": caller_name.strip(), "phone": caller_phone.strip(), "channel": channel,
+    reporter = {"name": caller_name.strip(), "phone": caller_phone.strip(), "email": email, "channel": channel,
                 "taken_by": user.name}
     report = NewReport("staff", service.service_code, service.service_name, description.strip(), latitude, longitude,
-                       address.strip() or None, None, {}, {k: v for k, v in reporter.items() if v}, city.id)
+                       address.strip() or None, None, {}, {k: v for k, v in reporter.items() if v}, city.id, channel)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, _linked = await create_report(conn, report, api.clock(), api.settings.correlation_distance_m,
                                                    timedelta(seconds=api.settings.correlation_window_s),

@@ -26,3 +26,8 @@ ALTER TABLE incident_events DROP CONSTRAINT incident_events_kind_check;
 ALTER TABLE incident_events ADD CONSTRAINT incident_events_kind_check
     CHECK (kind IN ('created', 'occurrence', 'status', 'severity', 'comment', 'assignment', 'merge', 'link',
                     'edit', 'rating'));
+
+-- How each report reached the city (the channel), for the statistics and a call-back.
+ALTER TABLE incidents ADD COLUMN channel text CHECK (channel IN ('web', 'app', 'phone', 'counter', 'letter', 'email', 'partner', 'device'));
+UPDATE incidents SET channel = CASE source WHEN 'device_rule' THEN 'device' WHEN 'partner' THEN 'partner'
+                                           WHEN 'citizen' THEN 'web' ELSE coalesce(reporter ->> 'channel', 'phone') END;
