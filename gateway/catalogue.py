@@ -37,6 +37,8 @@ class ServiceDefinition(BaseModel):
     group: str = ""
     keywords: tuple[str, ...] = ()
     responsible: str = ""
+    # `proposal`: a suggestion for improvement rather than a fault; reported, routed and worked the same way.
+    kind: Literal["problem", "proposal"] = "problem"
     routing: ZoneRouting | None = None
     priority: Priority = "normal"
     # Deadlines in working time, from when the incident is registered; none when not set.

@@ -149,3 +149,22 @@ def test_a_viewer_cannot_look_a_reporter_up(settings: Settings) -> None:
         answer = httpx.get(f"{base}/api/v1/incidents", params={"contact": "marta@example.org"},
                            headers={"Authorization": "Bearer v-token"})
         assert answer.status_code == 403
+
+
+def test_a_proposal_is_reported_routed_and_listed_like_a_fault(api: tuple[httpx.Client, Settings]) -> None:
+    client, _ = api
+    services = {s["service_code"]: s for s in client.get("/open311/v2/services.json").json()}
+    assert services["improvement_proposal"]["group"] == "Proposals"
+    created = client.post("/open311/v2/requests.json", data={
+        "api_key": KEY, "service_code": "improvement_proposal", "lat": "41.4036", "long": "2.1744",
+        "description": "A glass container at this corner, please"})
+    assert created.status_code == 200, created.text
+    proposal = int(created.json()[0]["service_request_id"])
+    listed = client.get("/open311/v2/requests.json", params={"service_code": "improvement_proposal"}).json()
+    assert [int(r["service_request_id"]) for r in listed] == [proposal]
+    assert listed[0]["agency_responsible"].startswith("Citizen services")
+    staff = client.get(f"/api/v1/incidents/{proposal}", headers=STAFF).json()
+    assert (staff["organisation"], staff["priority"], staff["resolve_by"]) == ("citizen-services", "low", None)
+    assert client.post(f"/api/v1/incidents/{proposal}/actions", headers=STAFF,
+                       json={"action": "close", "note": "Added to next year's plan", "public": True}).status_code == 200
+    assert client.get(f"/open311/v2/requests/{proposal}.json").json()[0]["status_notes"] == "Added to next year's plan"
