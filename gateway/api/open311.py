@@ -31,12 +31,13 @@ from gateway.organisation.directory import normalized_email
 from gateway.organisation.setup import City
 from gateway.store.photos import new_photo_token, store_photo
 from gateway.store.queries import query
-from gateway.store.workflow import OPEN_STATUSES, NewReport, create_report
+from gateway.store.workflow import OPEN_STATUSES, NewReport, create_report, reporter_comment
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
 MAX_DESCRIPTION = 4000
 MAX_ADDRESS = 500
+MAX_UPDATE = 2000  # a reporter's update on their request
 MAX_FIELD = 200  # a reporter's field; and what an error message echoes of a value
 MAX_ATTRIBUTE = 1000
 MAX_ATTRIBUTES = 100
@@ -399,3 +400,65 @@ async def request_updates(fmt: str, request: Request, api: ApiContext = Depends(
         "media_url": row["media_url"],
     } for row in rows]
     return render(updates, fmt, "service_request_updates", "request_update")
+
+
+@router.post("/servicerequestupdates.{fmt}", summary="The reporter's update on their request (FixMyStreet style)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+                 "schema": {"type": "object", "required": ["api_key", "service_request_id", "description", "email"],
+                            "properties": {"api_key": {"type": "string"}, "service_request_id": {"type": "string"},
+                                           "description": {"type": "string", "maxLength": MAX_UPDATE},
+                                           "email": {"type": "string"}}}}}}})
+async def post_update(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
+    """Only the reporter updates their request: the `email` must be the one they reported with. The update
+    goes into the request's history for staff (and their organisation is told), never into public lists."""
+    fmt = _fmt(fmt)
+    async with request.form() as form:
+        parts = list(form.multi_items())
+        fields = {key: value for key, value in parts if isinstance(value, str)}
+        if not _known_key(fields.get("api_key", ""), api.settings.open311_api_keys):
+            raise Open311Error(403, "a valid api_key is required")
+        files = [(name, value) for name, value in parts if not isinstance(value, str)]
+        if [name for name, _ in files] not in ([], ["media"]):
+            raise Open311Error(400, "one photo, as the file part `media`, is accepted")
+        upload = await files[0][1].read(api.settings.photo_max_bytes + 1) if files else None
+    for name, value in fields.items():
+        try:
+            storable_text(value, name if _FIELD_NAME.fullmatch(name) else "a field")
+        except ValueError as exc:
+            raise Open311Error(400, str(exc)) from None
+    city = _city(api, fields.get("jurisdiction_id"))
+    raw_id = fields.get("service_request_id", "")
+    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18 or int(raw_id) > MAX_ID:
+        raise Open311Error(400, "service_request_id is required: the id of your request")
+    description = fields.get("description", "").strip()
+    if not description or len(description) > MAX_UPDATE:
+        raise Open311Error(400, f"description is required, at most {MAX_UPDATE} characters")
+    try:
+        email = normalized_email(fields.get("email", "")).lower()
+    except ValueError:
+        raise Open311Error(400, "email is required: the address you reported with") from None
+    incident_id = int(raw_id)
+    cleaned = None
+    if upload is not None:
+        try:
+            cleaned = await asyncio.to_thread(process_photo, upload, api.settings.photo_max_bytes,
+                                              api.settings.photo_max_pixels)
+        except PhotoRefused as exc:
+            raise Open311Error(400, f"media: {exc}") from None
+    async with api.pool.connection() as conn, conn.transaction():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("reporter_of"), {"id": incident_id})
+            found = await cur.fetchone()
+        if found is None or found["source"] != "citizen" or found["jurisdiction_id"] != city.id \
+                or (found["service_code"] not in _public_services(city) and found["email"] != email):
+            raise Open311Error(404, f"no request {raw_id}")
+        if found["email"] != email:
+            raise Open311Error(403, "only the reporter updates a request: give the e-mail you reported with")
+        data: dict[str, Any] = {"channel": "open311"}
+        if cleaned is not None:
+            token = new_photo_token()
+            await store_photo(conn, incident_id, token, cleaned.content_type, cleaned.width, cleaned.height,
+                              cleaned.image, cleaned.thumbnail)
+            data["photo_url"] = f"{api.settings.base_url}/photos/{token}.jpg"
+        update_id = await reporter_comment(conn, incident_id, description, data)
+    return render([{"update_id": str(update_id)}], fmt, "service_request_updates", "request_update")

@@ -758,8 +758,11 @@ UPDATE mail_cursor SET last_event_id = %(event_id)s, updated_at = now() WHERE na
 SELECT e.id AS event_id, e.kind, e.from_status, e.to_status, e.note, e.public, e.data, e.actor,
        i.id, i.source, i.service_code, i.status, i.title, i.description, i.address, i.lat, i.lon, i.priority,
        i.respond_by, i.resolve_by, i.created_at, i.reporter ->> 'email' AS reporter_email,
-       o.id AS organisation_id, o.name AS organisation_name, o.emails AS organisation_emails, i.jurisdiction_id
+       o.id AS organisation_id, o.name AS organisation_name, o.emails AS organisation_emails, i.jurisdiction_id,
+       co.id AS current_organisation_id, co.name AS current_organisation_name,
+       co.emails AS current_organisation_emails
 FROM incident_events e JOIN incidents i ON i.id = e.incident_id
+LEFT JOIN organisations co ON co.id = i.organisation_id
 -- an assignment's organisation is the one the event names (the incident may have moved on since)
 LEFT JOIN organisations o ON o.slug = e.data ->> 'organisation' AND e.kind = 'assignment'
     AND o.jurisdiction_id = i.jurisdiction_id
@@ -847,6 +850,9 @@ RETURNING token;
 UPDATE incidents SET media_url = NULL, updated_at = now() WHERE id = %(id)s;
 
 -- The reporter's side ----------------------------------------------------------------------------------
+
+-- name: reporter_of
+SELECT source, lower(reporter ->> 'email') AS email, jurisdiction_id, service_code FROM incidents WHERE id = %(id)s;
 
 -- name: rate_incident
 UPDATE incidents SET rating = %(rating)s, rating_comment = %(comment)s, rated_at = %(at)s, updated_at = now()

@@ -335,7 +335,8 @@ CREATE INDEX organisation_members_user_idx ON organisation_members (user_id);
 CREATE TABLE mail_outbox (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     created_at       timestamptz NOT NULL DEFAULT now(),
-    kind             text NOT NULL CHECK (kind IN ('assigned', 'receipt', 'status', 'closed', 'digest')),
+    kind             text NOT NULL CHECK (kind IN ('assigned', 'receipt', 'status', 'closed', 'digest', 'reply',
+                                                   'message')),
     incident_id      bigint REFERENCES incidents (id) ON DELETE SET NULL,
     organisation_id  bigint REFERENCES organisations (id) ON DELETE SET NULL,
     recipients       text[] NOT NULL,

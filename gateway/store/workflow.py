@@ -174,11 +174,18 @@ async def follow_linked_after_rule(conn: AsyncConnection, incident_id: int, acto
 REPORTER = "reporter"
 
 
-async def reporter_comment(conn: AsyncConnection, incident_id: int, note: str) -> None:
-    """The reporter writes on their own report (through their follow link): in its history for staff, on
-    their follow page for them, never in Open311."""
+async def reporter_comment(conn: AsyncConnection, incident_id: int, note: str,
+                           data: dict[str, Any] | None = None) -> int:
+    """The reporter writes on their own report (through their follow link, or an Open311 client's update):
+    in its history for staff, on their follow page for them, never in Open311. Returns the event's id."""
     await _lock(conn, incident_id)
-    await add_event(conn, incident_id, "comment", REPORTER, note=note, data={"from_reporter": True}, public=False)
+    async with conn.cursor() as cur:
+        await cur.execute(query("insert_workflow_event"), {
+            "incident_id": incident_id, "kind": "comment", "actor": REPORTER, "from_status": None, "to_status": None,
+            "note": note, "data": Jsonb({"from_reporter": True, **(data or {})}), "public": False})
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def rate(conn: AsyncConnection, incident_id: int, rating: int, comment: str, now: datetime,

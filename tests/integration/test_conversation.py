@@ -6,6 +6,7 @@ Open311."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ import pytest
 from gateway.embedded.ports import free_port
 from gateway.organisation.follow import follow_key, follow_path
 from gateway.settings import Settings
+from tests.mail import Inbox, text_of
 from tests.support import api_up, running_gateway, wait_until
 
 KEY = "citizen-app-key"
@@ -168,3 +170,60 @@ def test_a_proposal_is_reported_routed_and_listed_like_a_fault(api: tuple[httpx.
     assert client.post(f"/api/v1/incidents/{proposal}/actions", headers=STAFF,
                        json={"action": "close", "note": "Added to next year's plan", "public": True}).status_code == 200
     assert client.get(f"/open311/v2/requests/{proposal}.json").json()[0]["status_notes"] == "Added to next year's plan"
+
+
+def test_an_open311_client_posts_the_reporters_update(api: tuple[httpx.Client, Settings]) -> None:
+    client, _ = api
+    report = _report(client)
+    update = {"api_key": KEY, "service_request_id": str(report), "email": "marta@example.org",
+              "description": "Now there are bags next to it too."}
+    posted = client.post("/open311/v2/servicerequestupdates.json", data=update,
+                         files={"media": ("bags.png", _png(), "image/png")})
+    assert posted.status_code == 200, posted.text
+    update_id = int(posted.json()[0]["update_id"])
+    history = client.get(f"/api/v1/incidents/{report}", headers=STAFF).json()["events"]
+    mine = next(e for e in history if e["id"] == update_id)
+    assert (mine["actor"], mine["public"], mine["note"]) == ("reporter", False, "Now there are bags next to it too.")
+    assert mine["data"]["photo_url"].split("/photos/")[1].endswith(".jpg")
+    assert "bags next to it" not in client.get("/open311/v2/servicerequestupdates.json").text
+    assert client.post("/open311/v2/servicerequestupdates.xml", data={**update, "email": "someone@example.org"}
+                       ).status_code == 403
+    assert client.post("/open311/v2/servicerequestupdates.json", data={**update, "service_request_id": "424242"}
+                       ).status_code == 404
+    assert client.post("/open311/v2/servicerequestupdates.json", data={**update, "description": ""}).status_code == 400
+    assert client.post("/open311/v2/servicerequestupdates.json", data={**update, "api_key": "nope"}).status_code == 403
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 10)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_each_side_of_the_conversation_hears_of_the_other(settings: Settings, smtp: tuple[Inbox, int]) -> None:
+    inbox, port = smtp
+    settings = settings.model_copy(update={"api_enabled": True, "api_port": free_port(), "open311_api_keys": [KEY],
+                                           "api_tokens": ["op-token:operator:clerk"], "mail_poll_s": 0.2,
+                                           "smtp_url": f"smtp://127.0.0.1:{port}"})
+    with running_gateway(settings):
+        base = f"http://127.0.0.1:{settings.api_port}"
+        wait_until(lambda: api_up(base))
+        with httpx.Client(base_url=base, timeout=10) as client:
+            report = _report(client)
+            client.post(f"/api/v1/incidents/{report}/comments", headers=STAFF,
+                        json={"note": "We will empty it this afternoon.", "public": True})
+            client.post(f"/api/v1/incidents/{report}/comments", headers=STAFF,
+                        json={"note": "internal: the truck is late", "public": False})
+            reply = wait_until(lambda: [m for m in inbox.to("marta@example.org") if "reply" in m["Subject"].lower()])
+            assert "this afternoon" in text_of(reply[0]) and "/follow/" in text_of(reply[0])
+            client.post(f"{_link(settings, report)}/comment", data={"note": "Thanks, it is blocking the pavement."})
+            contractor = "incidencies@recollida-sud.example"
+            message = wait_until(lambda: [m for m in inbox.to(contractor) if "wrote" in m["Subject"]])
+            assert "blocking the pavement" in text_of(message[0]) and f"/console/incidents/{report}" in text_of(
+                message[0])
+            time.sleep(0.5)
+            assert not any("truck is late" in text_of(m) for _, m in inbox.messages)

@@ -3,6 +3,8 @@
 
 - `assignment` events (routing at creation, a reassignment) → `assigned`, to the organisation's addresses;
 - a citizen's report `created` with an e-mail → `receipt` with the private follow link;
+- a public comment of staff on such a report → `reply`, to the reporter; what the reporter writes
+  (their follow page, an Open311 update) → `message`, to the organisation the report is with;
 - public `status` changes of such a report → `status`, or `closed` when resolved or closed (once: a
   resolved report closed later is not announced again), with the public note; closed as a duplicate
   (`merge`) → `closed`. Nothing personal or internal goes to a reporter: the service's name, the public note, the
@@ -136,11 +138,19 @@ class MailComposer:
                     "incident": incident, "organisation": event["organisation_name"],
                     "reason": data.get("reason") or "", "link": f"{self.base_url}/console/incidents/{event['id']}"},
                     event["id"], event["organisation_id"]))
+        if event["kind"] == "comment" and event["actor"] == "reporter" and event["current_organisation_emails"]:
+            found.append(self._message(jurisdiction, "message", tuple(event["current_organisation_emails"]), {
+                "incident": incident, "organisation": event["current_organisation_name"], "note": event["note"],
+                "link": f"{self.base_url}/console/incidents/{event['id']}"},
+                event["id"], event["current_organisation_id"]))
         email = event["reporter_email"]
         if email and event["source"] == "citizen":
             public = {"id": event["id"], "service_name": service_name}
             link = self.base_url + follow_path(key, event["id"])
-            if event["kind"] == "created":
+            if event["kind"] == "comment" and event["public"] and str(event["actor"]).startswith("staff:"):
+                found.append(self._message(jurisdiction, "reply", (email,), {"report": public, "link": link,
+                                                                             "note": event["note"]}, event["id"]))
+            elif event["kind"] == "created":
                 found.append(self._message(jurisdiction, "receipt", (email,), {"report": public, "link": link},
                                            event["id"]))
             elif event["kind"] in ("status", "merge") and event["public"] and event["to_status"] \

@@ -43,7 +43,8 @@ CREATE INDEX incidents_open_resolve_by_idx ON incidents (resolve_by)
 CREATE TABLE mail_outbox (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     created_at       timestamptz NOT NULL DEFAULT now(),
-    kind             text NOT NULL CHECK (kind IN ('assigned', 'receipt', 'status', 'closed', 'digest')),
+    kind             text NOT NULL CHECK (kind IN ('assigned', 'receipt', 'status', 'closed', 'digest', 'reply',
+                                                   'message')),
     incident_id      bigint REFERENCES incidents (id) ON DELETE SET NULL,
     organisation_id  bigint REFERENCES organisations (id) ON DELETE SET NULL,
     recipients       text[] NOT NULL,
