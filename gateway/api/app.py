@@ -38,7 +38,9 @@ def create_api(readiness: Callable[[], dict[str, bool]], api_context: ApiContext
         api.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
         mount_console(api)
         api.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes,
-                           multipart_paths=(f"{open311.router.prefix}/requests.",),
+                           multipart_paths=(f"{open311.router.prefix}/requests.",
+                                            f"{open311.router.prefix}/servicerequestupdates.", "/api/v1/incidents/",
+                                            "/console/incidents/"),
                            multipart_max_bytes=2 * settings.photo_max_bytes)  # so a photo too large is told why
         if settings.api_cors_origins:  # closed unless origins are configured
             api.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,

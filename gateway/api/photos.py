@@ -1,20 +1,23 @@
 """Photos of reports, served publicly by their token (`/photos/<token>.jpg`, and `/photos/<token>/thumbnail.jpg`)
-unless staff hid them; and the staff's moderation, `POST /api/v1/incidents/{id}/photos/hide` with a reason."""
+unless staff hid them; staff's and partners' photos on an incident (`POST /api/v1/incidents/{id}/photos`, with
+a comment); and the moderation, `POST /api/v1/incidents/{id}/photos/hide` with a reason."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.auth import Staff, requires
-from gateway.api.bounds import MAX_ID, Text
+from gateway.api.bounds import MAX_ID, Text, storable_text
 from gateway.api.context import ApiContext, context
+from gateway.media.photos import PhotoRefused, process_photo
 from gateway.organisation.scope import NotPermitted, require_in_scope
-from gateway.store.photos import hide_photos, photo
-from gateway.store.workflow import IncidentNotFound
+from gateway.store.photos import hide_photos, new_photo_token, photo, store_photo
+from gateway.store.workflow import IncidentNotFound, comment
 
 router = APIRouter(tags=["photos"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -60,3 +63,30 @@ async def hide(incident_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: Hide, a
     except NotPermitted as exc:
         raise HTTPException(403, str(exc)) from None
     return {"id": incident_id, "photos_hidden": hidden}
+
+
+@router.post("/api/v1/incidents/{incident_id}/photos", status_code=201,
+             summary="Staff's or a partner's photo on an incident, with a comment (multipart: media, note, public)")
+async def add_photo(incident_id: Annotated[int, Path(ge=1, le=MAX_ID)], api: Ctx, staff: Operator,
+                    media: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC")],
+                    note: Annotated[str, Form(max_length=4000)] = "",
+                    public: Annotated[bool, Form()] = False) -> dict[str, Any]:
+    try:
+        text = storable_text(note.strip(), "note")
+        cleaned = await asyncio.to_thread(process_photo, await media.read(api.settings.photo_max_bytes + 1),
+                                          api.settings.photo_max_bytes, api.settings.photo_max_pixels)
+    except (PhotoRefused, ValueError) as exc:
+        raise HTTPException(400, f"media: {exc}" if isinstance(exc, PhotoRefused) else str(exc)) from None
+    token = new_photo_token()
+    url = f"{api.settings.base_url}/photos/{token}.jpg"
+    try:
+        async with api.pool.connection() as conn, conn.transaction():
+            await require_in_scope(conn, incident_id, staff.scope, "operator", staff.role)
+            await store_photo(conn, incident_id, token, cleaned.content_type, cleaned.width, cleaned.height,
+                              cleaned.image, cleaned.thumbnail)
+            await comment(conn, incident_id, staff.actor, text, public, {"photo_url": url})
+    except IncidentNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except NotPermitted as exc:
+        raise HTTPException(403, str(exc)) from None
+    return {"id": incident_id, "photo_url": url}

@@ -208,9 +208,10 @@ async def rate(conn: AsyncConnection, incident_id: int, rating: int, comment: st
     return False
 
 
-async def comment(conn: AsyncConnection, incident_id: int, actor: str, note: str, public: bool) -> None:
+async def comment(conn: AsyncConnection, incident_id: int, actor: str, note: str, public: bool,
+                  data: dict[str, Any] | None = None) -> None:
     await _lock(conn, incident_id)
-    await add_event(conn, incident_id, "comment", actor, note=note, public=public)
+    await add_event(conn, incident_id, "comment", actor, note=note, public=public, data=data)
 
 
 async def mark_duplicate(conn: AsyncConnection, incident_id: int, of_id: int, actor: str) -> None:

@@ -26,6 +26,7 @@ FORMS = {
     "/console/incidents/1/action": ["action", "note", "assignee", "public"],
     "/console/incidents/1/comment": ["note", "public"],
     "/console/incidents/1/duplicate": ["of"],
+    "/console/incidents/1/reassign": ["organisation", "reason"],
     "/console/signin": ["name", "password", "next"],
 }
 PAGES = {
@@ -73,3 +74,39 @@ def test_forms_and_pages_never_answer_500(console: Console) -> None:
 
         post_forms()
         get_pages()
+
+
+def test_the_reporters_forms_and_updates_never_answer_500(console: Console) -> None:
+    """The follow page's forms (the token in the path is their only key) and Open311's update POST."""
+    created = httpx.post(f"{console.url}/open311/v2/requests.json", data={
+        "api_key": "k", "service_code": "container_full", "lat": "41.4036", "long": "2.1744",
+        "email": "fuzz@example.org"})
+    incident = int(created.json()[0]["service_request_id"])
+    link = _follow_link(console, incident)
+    forms = {f"{link}/comment": ["note"], f"{link}/rating": ["score", "comment"],
+             f"{link.rsplit('/', 1)[0]}/wrong-token/comment": ["note"],
+             "/open311/v2/servicerequestupdates.json": ["api_key", "service_request_id", "description", "email",
+                                                        "jurisdiction_id"]}
+    with httpx.Client(base_url=console.url) as client:
+        @RUN
+        @given(path=st.sampled_from(sorted(forms)), data=st.data())
+        def post(path: str, data: st.DataObject) -> None:
+            body = data.draw(fields(forms[path]))
+            answer = client.post(path, data=body)
+            assert answer.status_code < 500, (path, body, answer.text[:300])
+
+        post()
+
+
+def _follow_link(console: Console, incident: int) -> str:
+    import asyncio
+
+    import psycopg
+
+    from gateway.organisation.follow import follow_key, follow_path
+
+    async def key() -> bytes:
+        async with await psycopg.AsyncConnection.connect(console.settings.database_url) as conn:
+            return await follow_key(conn)
+
+    return follow_path(asyncio.run(key()), incident)

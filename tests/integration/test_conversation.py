@@ -78,6 +78,11 @@ def test_a_reporter_writes_follows_and_rates_and_a_low_rating_reopens(api: tuple
     again = client.post(f"{link}/rating", data={"score": "1"})
     assert again.status_code == 409 and "rated already" in again.text
     assert client.get(f"/api/v1/incidents/{report}", headers=STAFF).json()["status"] == "resolved"
+    # what the reporter wrote and how they rated is theirs and staff's: no public response carries it
+    public = "".join(client.get(path).text for path in (
+        f"/open311/v2/requests/{report}.json", f"/open311/v2/requests/{report}.xml", "/open311/v2/requests.json",
+        "/open311/v2/requests.xml", "/open311/v2/servicerequestupdates.json", "/open311/v2/servicerequestupdates.xml"))
+    assert "Quick, thanks" not in public and "bakery" not in public and "4/5" not in public and "Marta" not in public
 
     # a low rating reopens another report for review
     second = _report(client)

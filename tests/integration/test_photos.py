@@ -119,3 +119,25 @@ def test_a_bad_photo_is_a_400_and_nothing_is_stored(api: tuple[httpx.Client, Set
     assert message in answer.json()[0]["description"]
     assert scalar(settings.database_url, "SELECT count(*) FROM incidents") == 0
     assert scalar(settings.database_url, "SELECT count(*) FROM photos") == 0
+
+
+def test_staff_attach_a_photo_with_a_comment(api: tuple[httpx.Client, Settings]) -> None:
+    client, settings = api
+    created = client.post("/open311/v2/requests.json", data=FORM)
+    incident = int(created.json()[0]["service_request_id"])
+    staff = {"Authorization": f"Bearer {TOKEN}"}
+    added = client.post(f"/api/v1/incidents/{incident}/photos", headers=staff,
+                        data={"note": "Emptied; the lid is broken", "public": "true"},
+                        files={"media": ("lid.jpg", phone_photo(400, 300), "image/jpeg")})
+    assert added.status_code == 201, added.text
+    served = client.get(added.json()["photo_url"].removeprefix(settings.base_url))
+    assert served.status_code == 200 and dict(Image.open(io.BytesIO(served.content)).getexif()) == {}
+    events = client.get(f"/api/v1/incidents/{incident}", headers=staff).json()["events"]
+    assert [e["data"]["photo_url"] for e in events if e["kind"] == "comment"] == [added.json()["photo_url"]]
+    refused = client.post(f"/api/v1/incidents/{incident}/photos", headers=staff,
+                          files={"media": ("notes.jpg", b"plain text", "image/jpeg")})
+    assert refused.status_code == 400 and "not a JPEG" in refused.json()["detail"]
+    missing = client.post("/api/v1/incidents/424242/photos", headers=staff,
+                          files={"media": ("lid.jpg", phone_photo(40, 30), "image/jpeg")})
+    assert missing.status_code == 404
+    assert scalar(settings.database_url, "SELECT count(*) FROM photos") == 1

@@ -5,10 +5,11 @@ transition is a message on the page (409), never a stack trace."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from psycopg.rows import dict_row
 
@@ -18,9 +19,11 @@ from gateway.console.districts import outlines
 from gateway.console.i18n import translations
 from gateway.console.session import ConsoleError, OperatorPage, Page, check_csrf, context_of
 from gateway.console.templating import render
+from gateway.media.photos import PhotoRefused, process_photo
 from gateway.organisation.directory import normalized_email
 from gateway.organisation.scope import NotPermitted, require_in_scope
 from gateway.store.organisations import Organisation
+from gateway.store.photos import new_photo_token, store_photo
 from gateway.store.queries import query
 from gateway.store.workflow import (
     OPEN_STATUSES,
@@ -267,14 +270,30 @@ async def add_comment(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
     note: Annotated[str, Form(max_length=4000)] = "",
     public: Annotated[bool, Form()] = False,
+    photo: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
+    """A comment, public or internal, with a photo if one is attached (checked and cleaned as citizens' are)."""
     check_csrf(request, csrf_token)
     if not note.strip():
         _ = translations(request.state.language).gettext
         return await _detail(request, incident_id, error=_("A comment needs some text."), status_code=400)
+    api = context_of(request)
+    cleaned = None
+    if photo is not None and photo.filename:
+        try:
+            cleaned = await asyncio.to_thread(process_photo, await photo.read(api.settings.photo_max_bytes + 1),
+                                              api.settings.photo_max_bytes, api.settings.photo_max_pixels)
+        except PhotoRefused as exc:
+            return await _detail(request, incident_id, error=str(exc), status_code=400)
 
     async def work(conn: Any) -> None:
-        await comment(conn, incident_id, user.actor, note.strip(), public)
+        data = None
+        if cleaned is not None:
+            token = new_photo_token()
+            await store_photo(conn, incident_id, token, cleaned.content_type, cleaned.width, cleaned.height,
+                              cleaned.image, cleaned.thumbnail)
+            data = {"photo_url": f"{api.settings.base_url}/photos/{token}.jpg"}
+        await comment(conn, incident_id, user.actor, note.strip(), public, data)
 
     return await _act(request, incident_id, work)
 

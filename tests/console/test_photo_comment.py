@@ -1,0 +1,42 @@
+"""A photo attached to a comment in the console, over HTTP: stored without its metadata and linked from
+the incident's history; a file that is not an image is a message on the page."""
+
+from __future__ import annotations
+
+import io
+import re
+from contextlib import closing
+
+import httpx
+from PIL import Image
+
+from tests.console.conftest import USERS, Console
+from tests.support import console_client
+
+
+def test_a_comment_with_a_photo(console: Console) -> None:
+    created = httpx.post(f"{console.url}/open311/v2/requests.json", data={
+        "api_key": "k", "service_code": "container_full", "lat": "41.4036", "long": "2.1744"})
+    incident = int(created.json()[0]["service_request_id"])
+    image = Image.new("RGB", (120, 90), (90, 90, 200))
+    exif = Image.Exif()
+    exif.get_ifd(0x8825).update({1: "N", 2: (41.0, 24.0, 13.0)})
+    sent = io.BytesIO()
+    image.save(sent, "JPEG", exif=exif)
+    with closing(console_client(console.url, "olga", USERS["olga"][1])) as olga:
+        page = olga.get(f"/console/incidents/{incident}")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf and 'id="comment-photo"' in page.text
+        posted = olga.post(f"/console/incidents/{incident}/comment",
+                           data={"csrf_token": csrf.group(1), "note": "The lid is broken", "public": "true"},
+                           files={"photo": ("lid.jpg", sent.getvalue(), "image/jpeg")})
+        assert posted.status_code == 303
+        link = re.search(r'href="[^"]*(/photos/[A-Za-z0-9_-]+\.jpg)"[^>]*class="event-photo"',
+                         olga.get(f"/console/incidents/{incident}").text)
+        assert link
+        back = Image.open(io.BytesIO(httpx.get(console.url + link.group(1)).content))
+        assert back.getexif().get_ifd(0x8825) == {}
+        bad = olga.post(f"/console/incidents/{incident}/comment",
+                        data={"csrf_token": csrf.group(1), "note": "again"},
+                        files={"photo": ("notes.jpg", b"not an image", "image/jpeg")})
+        assert bad.status_code == 400 and "not a JPEG" in bad.text
