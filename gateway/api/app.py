@@ -40,7 +40,7 @@ def create_api(readiness: Callable[[], dict[str, bool]], api_context: ApiContext
         api.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes,
                            multipart_paths=(f"{open311.router.prefix}/requests.",
                                             f"{open311.router.prefix}/servicerequestupdates.", "/api/v1/incidents/",
-                                            "/console/incidents/"),
+                                            "/console/incidents/", "/follow/"),
                            multipart_max_bytes=2 * settings.photo_max_bytes)  # so a photo too large is told why
         if settings.api_cors_origins:  # closed unless origins are configured
             api.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,

@@ -827,7 +827,9 @@ WHERE id = %(id)s AND source = 'citizen';
 
 -- name: followed_report_notes
 -- Its public history, and what the reporter wrote (internal to staff, but theirs to see).
-SELECT at, to_status, note, actor = 'reporter' AS from_reporter FROM incident_events
+SELECT at, to_status, note, actor = 'reporter' AS from_reporter,
+       CASE WHEN actor = 'reporter' OR public THEN data ->> 'photo_url' END AS photo_url
+FROM incident_events
 WHERE incident_id = %(id)s
   AND ((public AND kind IN ('created', 'status', 'comment')) OR (actor = 'reporter' AND kind IN ('comment', 'rating')))
 ORDER BY id;

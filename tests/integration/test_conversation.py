@@ -6,6 +6,7 @@ Open311."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -56,8 +57,13 @@ def test_a_reporter_writes_follows_and_rates_and_a_low_rating_reopens(api: tuple
     report = _report(client)
     link = _link(settings, report)
     assert client.get(link).status_code == 200
-    written = client.post(f"{link}/comment", data={"note": "It is still there, next to the bakery."})
+    written = client.post(f"{link}/comment", data={"note": "It is still there, next to the bakery."},
+                          files={"photo": ("corner.png", _png(), "image/png")})
     assert written.status_code == 303
+    photo = re.search(r'href="[^"]*(/photos/[A-Za-z0-9_-]+\.jpg)" class="note-photo"', client.get(link).text)
+    assert photo and client.get(photo.group(1)).headers["content-type"] == "image/jpeg"
+    assert client.post(f"{link}/comment", data={"note": "and this"},
+                       files={"photo": ("x.jpg", b"not an image", "image/jpeg")}).status_code == 400
     page = client.get(link).text
     assert "next to the bakery" in page and "Marta" not in page and "marta@" not in page
     history = client.get(f"/api/v1/incidents/{report}", headers=STAFF).json()["events"]

@@ -6,9 +6,10 @@ path is what authorises the forms (it is the reporter's secret), so they need no
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from psycopg.rows import dict_row
 
@@ -16,7 +17,9 @@ from gateway.api.bounds import storable_text
 from gateway.console.i18n import negotiate, translations
 from gateway.console.session import ConsoleError, context_of
 from gateway.console.templating import render
+from gateway.media.photos import PhotoRefused, process_photo
 from gateway.organisation.follow import follow_key, valid_token
+from gateway.store.photos import new_photo_token, store_photo
 from gateway.store.queries import query
 from gateway.store.workflow import TransitionRefused, rate, reporter_comment
 
@@ -60,7 +63,9 @@ async def follow(request: Request, incident_id: IncidentId, token: Token) -> Res
 
 @router.post("/follow/{incident_id}/{token}/comment")
 async def write(request: Request, incident_id: IncidentId, token: Token,
-                note: Annotated[str, Form(max_length=2000)] = "") -> Response:
+                note: Annotated[str, Form(max_length=2000)] = "",
+                photo: Annotated[UploadFile | None, File()] = None) -> Response:
+    """What the reporter writes, with a photo if they attach one (checked and cleaned as any other)."""
     report = await _report(request, incident_id, token)
     _ = translations(request.state.language).gettext
     try:
@@ -70,8 +75,21 @@ async def write(request: Request, incident_id: IncidentId, token: Token,
     if not text:
         return await _page(request, report, error=_("Write something first."), status_code=400)
     api = context_of(request)
+    cleaned = None
+    if photo is not None and photo.filename:
+        try:
+            cleaned = await asyncio.to_thread(process_photo, await photo.read(api.settings.photo_max_bytes + 1),
+                                              api.settings.photo_max_bytes, api.settings.photo_max_pixels)
+        except PhotoRefused as exc:
+            return await _page(request, report, error=str(exc), status_code=400)
     async with api.pool.connection() as conn, conn.transaction():
-        await reporter_comment(conn, incident_id, text)
+        data = None
+        if cleaned is not None:
+            photo_token = new_photo_token()
+            await store_photo(conn, incident_id, photo_token, cleaned.content_type, cleaned.width, cleaned.height,
+                              cleaned.image, cleaned.thumbnail)
+            data = {"photo_url": f"{api.settings.base_url}/photos/{photo_token}.jpg"}
+        await reporter_comment(conn, incident_id, text, data)
     return RedirectResponse(f"/follow/{incident_id}/{token}", status_code=303)
 
 
