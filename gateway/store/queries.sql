@@ -504,6 +504,11 @@ WHERE (%(status)s::text[] IS NULL OR status = ANY(%(status)s::text[]))
   AND i.jurisdiction_id = %(jurisdiction)s
   AND (%(organisation)s::bigint IS NULL OR i.organisation_id = %(organisation)s::bigint)
   AND (NOT %(overdue)s::boolean OR (i.resolve_by < %(now)s AND i.status NOT IN ('resolved', 'closed')))
+  -- one citizen's reports (operators), as list_incidents finds them
+  AND (%(contact_email)s::text IS NULL OR lower(i.reporter ->> 'email') = %(contact_email)s::text
+       OR (%(contact_phone)s::text <> '' AND length(regexp_replace(i.reporter ->> 'phone', '\D', '', 'g')) >= 6
+           AND (regexp_replace(i.reporter ->> 'phone', '\D', '', 'g') LIKE '%%' || %(contact_phone)s::text
+                OR %(contact_phone)s::text LIKE '%%' || regexp_replace(i.reporter ->> 'phone', '\D', '', 'g'))))
   AND (%(service_code)s::text IS NULL OR service_code = %(service_code)s::text)
   AND (%(source)s::text IS NULL OR source = %(source)s::text)
   AND (%(assignee)s::text IS NULL OR assigned_to ILIKE '%%' || %(assignee)s::text || '%%')

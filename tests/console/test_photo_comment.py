@@ -1,5 +1,6 @@
 """A photo attached to a comment in the console, over HTTP: stored without its metadata and linked from
-the incident's history; a file that is not an image is a message on the page."""
+the incident's history; a file that is not an image is a message on the page. And one citizen's reports,
+found by their e-mail or phone."""
 
 from __future__ import annotations
 
@@ -40,3 +41,22 @@ def test_a_comment_with_a_photo(console: Console) -> None:
                         data={"csrf_token": csrf.group(1), "note": "again"},
                         files={"photo": ("notes.jpg", b"not an image", "image/jpeg")})
         assert bad.status_code == 400 and "not a JPEG" in bad.text
+
+
+def test_an_operator_finds_one_citizens_reports_and_a_viewer_cannot(console: Console) -> None:
+    made = []
+    contacts = (("anna@example.org", ""), ("Anna@Example.org", ""), ("", "+34 611 22 33 44"), ("b@example.org", ""))
+    for email, phone in contacts:
+        form = {"api_key": "k", "service_code": "container_full", "lat": "41.4036", "long": "2.1744"}
+        form.update({k: v for k, v in (("email", email), ("phone", phone)) if v})
+        answer = httpx.post(f"{console.url}/open311/v2/requests.json", data=form)
+        made.append(int(answer.json()[0]["service_request_id"]))
+    with closing(console_client(console.url, "olga", USERS["olga"][1])) as olga:
+        by_email = olga.get("/console/incidents", params={"contact": "anna@example.org", "status": ""}).text
+        assert {int(i) for i in re.findall(r'data-incident="(\d+)"', by_email)} == set(made[:2])
+        by_phone = olga.get("/console/incidents", params={"contact": "611223344", "status": ""}).text
+        assert {int(i) for i in re.findall(r'data-incident="(\d+)"', by_phone)} == {made[2]}
+        assert olga.get("/console/incidents", params={"contact": "12"}).status_code == 400
+    with closing(console_client(console.url, "vera", USERS["vera"][1])) as vera:
+        assert vera.get("/console/incidents", params={"contact": "anna@example.org"}).status_code == 403
+        assert 'id="filter-contact"' not in vera.get("/console/incidents").text

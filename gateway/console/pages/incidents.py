@@ -68,6 +68,7 @@ async def queue(
     district: Annotated[str, Query(max_length=200)] = "",
     organisation: Annotated[str, Query(max_length=64)] = "",
     overdue: Annotated[bool, Query()] = False,
+    contact: Annotated[str, Query(max_length=200)] = "",
     sort: Annotated[Literal["newest", "oldest", "severity", "activity"], Query()] = "newest",
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
@@ -91,7 +92,7 @@ async def queue(
               "text": text or None, "district": districts[district] if district else None,
               "limit": PAGE_SIZE + 1, "offset": (page - 1) * PAGE_SIZE, "now": api.clock(),
               "organisations": user.scope.organisations, "organisation": organisation_id, "overdue": overdue,
-              "jurisdiction": user.scope.jurisdiction}
+              "jurisdiction": user.scope.jurisdiction, **_contact(request, contact)}
     async with api.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query("console_incidents").replace("ORDER_BY", ORDERS[sort]), params)
         rows = await cur.fetchall()
@@ -102,10 +103,26 @@ async def queue(
                 "organisations": user.scope.organisations, "jurisdiction": user.scope.jurisdiction})
         counts = {row["status"]: row["n"] for row in await cur.fetchall()}
     filters = {"status": status, "service_code": service_code, "source": source, "assignee": assignee, "age": age,
-               "text": text, "district": district, "sort": sort, "organisation": organisation, "overdue": overdue}
+               "text": text, "district": district, "sort": sort, "organisation": organisation, "overdue": overdue,
+               "contact": contact}
     return render(request, "incidents.html", incidents=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page=page,
                   counts=counts, statuses=STATUSES, sources=SOURCES, sorts=SORTS, filters=filters,
                   services=city.catalogue.services, districts=sorted(districts), organisations=visible)
+
+
+def _contact(request: Request, contact: str) -> dict[str, str | None]:
+    """One citizen's reports, by e-mail or phone: personal data, for operators only."""
+    if not contact.strip():
+        return {"contact_email": None, "contact_phone": ""}
+    _ = translations(request.state.language).gettext
+    if not request.state.user.may("operator"):
+        raise ConsoleError(403, _("This needs the %(role)s role.") % {"role": "operator"})
+    if "@" in contact:
+        return {"contact_email": contact.strip().lower(), "contact_phone": ""}
+    digits = "".join(ch for ch in contact if ch.isdigit())
+    if len(digits) < 6:
+        raise ConsoleError(400, _("Look a citizen up by their e-mail address or phone number."))
+    return {"contact_email": "", "contact_phone": digits}
 
 
 def _organisations(request: Request) -> list[Organisation]:
