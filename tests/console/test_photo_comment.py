@@ -60,3 +60,25 @@ def test_an_operator_finds_one_citizens_reports_and_a_viewer_cannot(console: Con
     with closing(console_client(console.url, "vera", USERS["vera"][1])) as vera:
         assert vera.get("/console/incidents", params={"contact": "anna@example.org"}).status_code == 403
         assert 'id="filter-contact"' not in vera.get("/console/incidents").text
+
+
+def test_a_report_taken_at_the_counter_with_a_photo(console: Console) -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (60, 40), (200, 200, 30)).save(picture, "WEBP")
+    with closing(console_client(console.url, "olga", USERS["olga"][1])) as olga:
+        form = olga.get("/console/incidents/new")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf and 'id="report-photo"' in form.text
+        taken = olga.post("/console/incidents/new", data={
+            "csrf_token": csrf.group(1), "service_code": "illegal_dumping", "address": "Carrer Nou 2",
+            "channel": "counter", "caller_name": "Rosa"},
+            files={"photo": ("sofa.webp", picture.getvalue(), "image/webp")})
+        assert taken.status_code == 303
+        incident = int(taken.headers["location"].rsplit("/", 1)[1])
+        media_url = httpx.get(f"{console.url}/open311/v2/requests/{incident}.json").json()[0]["media_url"]
+        served = httpx.get(console.url + media_url[media_url.index("/photos/"):])
+        assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
+        refused = olga.post("/console/incidents/new", data={
+            "csrf_token": csrf.group(1), "service_code": "illegal_dumping", "address": "Carrer Nou 2"},
+            files={"photo": ("sofa.webp", b"not a picture", "image/webp")})
+        assert refused.status_code == 400 and "not a JPEG" in refused.text

@@ -150,6 +150,7 @@ async def new_report(
     caller_name: Annotated[str, Form(max_length=200)] = "",
     caller_phone: Annotated[str, Form(max_length=50)] = "",
     caller_email: Annotated[str, Form(max_length=200)] = "",
+    photo: Annotated[UploadFile | None, File()] = None,
     channel: Annotated[Literal["phone", "counter", "letter", "email"], Form()] = "phone",
 ) -> Response:
     check_csrf(request, csrf_token)
@@ -185,14 +186,28 @@ async def new_report(
     if problem is not None or service is None:
         return render(request, "report.html", status_code=400, services=city.catalogue.services, error=problem,
                       values=values)
+    cleaned = None
+    if photo is not None and photo.filename:
+        try:
+            cleaned = await asyncio.to_thread(process_photo, await photo.read(api.settings.photo_max_bytes + 1),
+                                              api.settings.photo_max_bytes, api.settings.photo_max_pixels)
+        except PhotoRefused as exc:
+            return render(request, "report.html", status_code=400, services=city.catalogue.services,
+                          error=str(exc), values=values)
+    photo_token = new_photo_token()
     reporter = {"name": caller_name.strip(), "phone": caller_phone.strip(), "email": email, "channel": channel,
                 "taken_by": user.name}
     report = NewReport("staff", service.service_code, service.service_name, description.strip(), latitude, longitude,
-                       address.strip() or None, None, {}, {k: v for k, v in reporter.items() if v}, city.id, channel)
+                       address.strip() or None,
+                       f"{api.settings.base_url}/photos/{photo_token}.jpg" if cleaned is not None else None, {},
+                       {k: v for k, v in reporter.items() if v}, city.id, channel)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, _linked = await create_report(conn, report, api.clock(), api.settings.correlation_distance_m,
                                                    timedelta(seconds=api.settings.correlation_window_s),
                                                    api.cities)
+        if cleaned is not None:
+            await store_photo(conn, incident_id, photo_token, cleaned.content_type, cleaned.width, cleaned.height,
+                              cleaned.image, cleaned.thumbnail)
     return RedirectResponse(f"/console/incidents/{incident_id}", status_code=303)
 
 
