@@ -11,7 +11,6 @@ specification's `[{"code", "description"}]` with HTTP 400, 403, 404 or 413.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import re
 from datetime import datetime, timedelta
@@ -26,10 +25,10 @@ from gateway import __version__
 from gateway.api.bounds import MAX_ID, bounded_time, storable_text
 from gateway.api.context import ApiContext, context
 from gateway.catalogue import ServiceDefinition
-from gateway.media.photos import PhotoRefused, process_photo
+from gateway.media.photos import PhotoRefused, clean_upload
 from gateway.organisation.directory import normalized_email
 from gateway.organisation.setup import City
-from gateway.store.photos import new_photo_token, store_photo
+from gateway.store.photos import store_photo
 from gateway.store.queries import query
 from gateway.store.workflow import OPEN_STATUSES, NewReport, create_report, reporter_comment
 
@@ -211,12 +210,11 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
     cleaned = None
     if upload is not None:
         try:
-            cleaned = await asyncio.to_thread(process_photo, upload, api.settings.photo_max_bytes,
+            cleaned = await clean_upload(upload, api.settings.photo_max_bytes,
                                               api.settings.photo_max_pixels)  # decoding is off the event loop
         except PhotoRefused as exc:
             raise Open311Error(400, f"media: {exc}") from None
-        photo_token = new_photo_token()
-        media_url = f"{api.settings.base_url}/photos/{photo_token}.jpg"
+        media_url = cleaned.url(api.settings.base_url)
     attributes = {m.group(1): value for k, value in fields.items() if (m := _ATTRIBUTE.match(k))}
     if len(attributes) > MAX_ATTRIBUTES or any(len(v) > MAX_ATTRIBUTE for v in attributes.values()):
         raise Open311Error(400, f"at most {MAX_ATTRIBUTES} attributes of at most {MAX_ATTRIBUTE} characters each")
@@ -238,8 +236,7 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
             conn, report, api.clock(), api.settings.correlation_distance_m,
             timedelta(seconds=api.settings.correlation_window_s), api.cities)
         if cleaned is not None:
-            await store_photo(conn, incident_id, photo_token, cleaned.content_type, cleaned.width, cleaned.height,
-                              cleaned.image, cleaned.thumbnail)
+            await store_photo(conn, incident_id, cleaned)
     # The reporter learns that a request in an internal service will not be listed, not even to them.
     notice = "" if service.public else "this request is followed up by staff and is not published"
     return render([{"service_request_id": str(incident_id), "service_notice": notice, "account_id": None}], fmt,
@@ -441,7 +438,7 @@ async def post_update(fmt: str, request: Request, api: ApiContext = Depends(cont
     cleaned = None
     if upload is not None:
         try:
-            cleaned = await asyncio.to_thread(process_photo, upload, api.settings.photo_max_bytes,
+            cleaned = await clean_upload(upload, api.settings.photo_max_bytes,
                                               api.settings.photo_max_pixels)
         except PhotoRefused as exc:
             raise Open311Error(400, f"media: {exc}") from None
@@ -456,9 +453,7 @@ async def post_update(fmt: str, request: Request, api: ApiContext = Depends(cont
             raise Open311Error(403, "only the reporter updates a request: give the e-mail you reported with")
         data: dict[str, Any] = {"channel": "open311"}
         if cleaned is not None:
-            token = new_photo_token()
-            await store_photo(conn, incident_id, token, cleaned.content_type, cleaned.width, cleaned.height,
-                              cleaned.image, cleaned.thumbnail)
-            data["photo_url"] = f"{api.settings.base_url}/photos/{token}.jpg"
+            await store_photo(conn, incident_id, cleaned)
+            data["photo_url"] = cleaned.url(api.settings.base_url)
         update_id = await reporter_comment(conn, incident_id, description, data)
     return render([{"update_id": str(update_id)}], fmt, "service_request_updates", "request_update")

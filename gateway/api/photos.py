@@ -4,7 +4,6 @@ a comment); and the moderation, `POST /api/v1/incidents/{id}/photos/hide` with a
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, UploadFile
@@ -14,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.auth import Staff, requires
 from gateway.api.bounds import MAX_ID, Text, storable_text
 from gateway.api.context import ApiContext, context
-from gateway.media.photos import PhotoRefused, process_photo
+from gateway.media.photos import PhotoRefused, clean_upload
 from gateway.organisation.scope import NotPermitted, require_in_scope
-from gateway.store.photos import hide_photos, new_photo_token, photo, store_photo
+from gateway.store.photos import hide_photos, photo, store_photo
 from gateway.store.workflow import IncidentNotFound, comment
 
 router = APIRouter(tags=["photos"])
@@ -73,17 +72,15 @@ async def add_photo(incident_id: Annotated[int, Path(ge=1, le=MAX_ID)], api: Ctx
                     public: Annotated[bool, Form()] = False) -> dict[str, Any]:
     try:
         text = storable_text(note.strip(), "note")
-        cleaned = await asyncio.to_thread(process_photo, await media.read(api.settings.photo_max_bytes + 1),
+        cleaned = await clean_upload(await media.read(api.settings.photo_max_bytes + 1),
                                           api.settings.photo_max_bytes, api.settings.photo_max_pixels)
     except (PhotoRefused, ValueError) as exc:
         raise HTTPException(400, f"media: {exc}" if isinstance(exc, PhotoRefused) else str(exc)) from None
-    token = new_photo_token()
-    url = f"{api.settings.base_url}/photos/{token}.jpg"
+    url = cleaned.url(api.settings.base_url)
     try:
         async with api.pool.connection() as conn, conn.transaction():
             await require_in_scope(conn, incident_id, staff.scope, "operator", staff.role)
-            await store_photo(conn, incident_id, token, cleaned.content_type, cleaned.width, cleaned.height,
-                              cleaned.image, cleaned.thumbnail)
+            await store_photo(conn, incident_id, cleaned)
             await comment(conn, incident_id, staff.actor, text, public, {"photo_url": url})
     except IncidentNotFound as exc:
         raise HTTPException(404, str(exc)) from None

@@ -5,9 +5,11 @@ ICC profile: a citizen's home must not leak), with a thumbnail."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import secrets
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -36,6 +38,16 @@ class Photo:
     original_format: str
 
     content_type: str = "image/jpeg"
+    # what it is served by: unguessable, made with it so that its address is known before it is stored
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+
+    def url(self, base_url: str) -> str:
+        return f"{base_url}/photos/{self.token}.jpg"
+
+
+async def clean_upload(data: bytes, max_bytes: int, max_pixels: int) -> Photo:
+    """`process_photo` off the event loop (decoding a large photo takes a while)."""
+    return await asyncio.to_thread(process_photo, data, max_bytes, max_pixels)
 
 
 def process_photo(data: bytes, max_bytes: int, max_pixels: int) -> Photo:

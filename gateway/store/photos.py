@@ -3,23 +3,17 @@ hidden by staff with a reason."""
 
 from __future__ import annotations
 
-import secrets
-
 from psycopg import AsyncConnection
 
+from gateway.media.photos import Photo
 from gateway.store.queries import query
 from gateway.store.workflow import add_event, lock_incident
 
 
-def new_photo_token() -> str:
-    return secrets.token_urlsafe(18)
-
-
-async def store_photo(conn: AsyncConnection, incident_id: int, token: str, content_type: str, width: int,
-                      height: int, image: bytes, thumbnail: bytes) -> None:
+async def store_photo(conn: AsyncConnection, incident_id: int, photo: Photo) -> None:
     await conn.execute(query("insert_photo"), {
-        "incident_id": incident_id, "token": token, "content_type": content_type, "width": width, "height": height,
-        "image": image, "thumbnail": thumbnail})
+        "incident_id": incident_id, "token": photo.token, "content_type": photo.content_type, "width": photo.width,
+        "height": photo.height, "image": photo.image, "thumbnail": photo.thumbnail})
 
 
 async def photo(conn: AsyncConnection, token: str, thumbnail: bool = False) -> tuple[str, bytes] | None:

@@ -6,7 +6,6 @@ path is what authorises the forms (it is the reporter's secret), so they need no
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Request, UploadFile
@@ -17,9 +16,9 @@ from gateway.api.bounds import storable_text
 from gateway.console.i18n import negotiate, translations
 from gateway.console.session import ConsoleError, context_of
 from gateway.console.templating import render
-from gateway.media.photos import PhotoRefused, process_photo
+from gateway.media.photos import PhotoRefused, clean_upload
 from gateway.organisation.follow import follow_key, valid_token
-from gateway.store.photos import new_photo_token, store_photo
+from gateway.store.photos import store_photo
 from gateway.store.queries import query
 from gateway.store.workflow import TransitionRefused, rate, reporter_comment
 
@@ -78,17 +77,15 @@ async def write(request: Request, incident_id: IncidentId, token: Token,
     cleaned = None
     if photo is not None and photo.filename:
         try:
-            cleaned = await asyncio.to_thread(process_photo, await photo.read(api.settings.photo_max_bytes + 1),
+            cleaned = await clean_upload(await photo.read(api.settings.photo_max_bytes + 1),
                                               api.settings.photo_max_bytes, api.settings.photo_max_pixels)
         except PhotoRefused as exc:
             return await _page(request, report, error=str(exc), status_code=400)
     async with api.pool.connection() as conn, conn.transaction():
         data = None
         if cleaned is not None:
-            photo_token = new_photo_token()
-            await store_photo(conn, incident_id, photo_token, cleaned.content_type, cleaned.width, cleaned.height,
-                              cleaned.image, cleaned.thumbnail)
-            data = {"photo_url": f"{api.settings.base_url}/photos/{photo_token}.jpg"}
+            await store_photo(conn, incident_id, cleaned)
+            data = {"photo_url": cleaned.url(api.settings.base_url)}
         await reporter_comment(conn, incident_id, text, data)
     return RedirectResponse(f"/follow/{incident_id}/{token}", status_code=303)
 

@@ -5,7 +5,6 @@ transition is a message on the page (409), never a stack trace."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -19,11 +18,11 @@ from gateway.console.districts import outlines
 from gateway.console.i18n import translations
 from gateway.console.session import ConsoleError, OperatorPage, Page, check_csrf, context_of
 from gateway.console.templating import render
-from gateway.media.photos import PhotoRefused, process_photo
+from gateway.media.photos import PhotoRefused, clean_upload
 from gateway.organisation.directory import normalized_email
 from gateway.organisation.scope import NotPermitted, require_in_scope
 from gateway.store.organisations import Organisation
-from gateway.store.photos import new_photo_token, store_photo
+from gateway.store.photos import store_photo
 from gateway.store.queries import query
 from gateway.store.workflow import (
     OPEN_STATUSES,
@@ -189,25 +188,23 @@ async def new_report(
     cleaned = None
     if photo is not None and photo.filename:
         try:
-            cleaned = await asyncio.to_thread(process_photo, await photo.read(api.settings.photo_max_bytes + 1),
+            cleaned = await clean_upload(await photo.read(api.settings.photo_max_bytes + 1),
                                               api.settings.photo_max_bytes, api.settings.photo_max_pixels)
         except PhotoRefused as exc:
             return render(request, "report.html", status_code=400, services=city.catalogue.services,
                           error=str(exc), values=values)
-    photo_token = new_photo_token()
     reporter = {"name": caller_name.strip(), "phone": caller_phone.strip(), "email": email, "channel": channel,
                 "taken_by": user.name}
     report = NewReport("staff", service.service_code, service.service_name, description.strip(), latitude, longitude,
                        address.strip() or None,
-                       f"{api.settings.base_url}/photos/{photo_token}.jpg" if cleaned is not None else None, {},
+                       cleaned.url(api.settings.base_url) if cleaned is not None else None, {},
                        {k: v for k, v in reporter.items() if v}, city.id, channel)
     async with api.pool.connection() as conn, conn.transaction():
         incident_id, _linked = await create_report(conn, report, api.clock(), api.settings.correlation_distance_m,
                                                    timedelta(seconds=api.settings.correlation_window_s),
                                                    api.cities)
         if cleaned is not None:
-            await store_photo(conn, incident_id, photo_token, cleaned.content_type, cleaned.width, cleaned.height,
-                              cleaned.image, cleaned.thumbnail)
+            await store_photo(conn, incident_id, cleaned)
     return RedirectResponse(f"/console/incidents/{incident_id}", status_code=303)
 
 
@@ -313,7 +310,7 @@ async def add_comment(
     cleaned = None
     if photo is not None and photo.filename:
         try:
-            cleaned = await asyncio.to_thread(process_photo, await photo.read(api.settings.photo_max_bytes + 1),
+            cleaned = await clean_upload(await photo.read(api.settings.photo_max_bytes + 1),
                                               api.settings.photo_max_bytes, api.settings.photo_max_pixels)
         except PhotoRefused as exc:
             return await _detail(request, incident_id, error=str(exc), status_code=400)
@@ -321,10 +318,8 @@ async def add_comment(
     async def work(conn: Any) -> None:
         data = None
         if cleaned is not None:
-            token = new_photo_token()
-            await store_photo(conn, incident_id, token, cleaned.content_type, cleaned.width, cleaned.height,
-                              cleaned.image, cleaned.thumbnail)
-            data = {"photo_url": f"{api.settings.base_url}/photos/{token}.jpg"}
+            await store_photo(conn, incident_id, cleaned)
+            data = {"photo_url": cleaned.url(api.settings.base_url)}
         await comment(conn, incident_id, user.actor, note.strip(), public, data)
 
     return await _act(request, incident_id, work)
