@@ -168,25 +168,7 @@ _REQUEST_FORM = {
              openapi_extra=_REQUEST_FORM)
 async def post_request(fmt: str, request: Request, api: ApiContext = Depends(context)) -> Response:  # noqa: B008
     fmt = _fmt(fmt)
-    async with request.form() as form:  # closes the temporary files of a multipart body
-        parts = list(form.multi_items())
-        fields = {key: value for key, value in parts if isinstance(value, str)}
-        key = fields.get("api_key", "")
-        if not key or not _known_key(key, api.settings.open311_api_keys):
-            raise Open311Error(403, "a valid api_key is required")
-        # The photo is the `media` file part (as FixMyStreet and other GeoReport servers take it); any other
-        # file, or `media` as text, is refused rather than dropped unseen.
-        files = [(name, value) for name, value in parts if not isinstance(value, str)]
-        others = sorted({name for name, _ in files if name != "media"} | ({"media"} & fields.keys()))
-        if others or len(files) > 1:
-            raise Open311Error(400, f"one photo, as the file part `media`, is accepted (not {', '.join(others)}); "
-                                    "or send its address as media_url")
-        upload = await files[0][1].read(api.settings.photo_max_bytes + 1) if files else None
-    for name, value in fields.items():
-        try:
-            storable_text(value, name if _FIELD_NAME.fullmatch(name) else "a field")
-        except ValueError as exc:
-            raise Open311Error(400, str(exc)) from None
+    fields, upload = await _posted(request, api)
     city = _city(api, fields.get("jurisdiction_id"))
     code = fields.get("service_code", "")
     service = next((s for s in city.catalogue.services if s.service_code == code), None)
@@ -241,6 +223,29 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
     notice = "" if service.public else "this request is followed up by staff and is not published"
     return render([{"service_request_id": str(incident_id), "service_notice": notice, "account_id": None}], fmt,
                   "service_requests", "request")
+
+
+async def _posted(request: Request, api: ApiContext) -> tuple[dict[str, str], bytes | None]:
+    """A POST's fields and its photo (the file part `media`, as FixMyStreet and other GeoReport servers take
+    it), once its api_key is known. Any other file, or `media` as text, is refused rather than dropped
+    unseen; a field PostgreSQL could not store is refused with its name."""
+    async with request.form() as form:  # closes the temporary files of a multipart body
+        parts = list(form.multi_items())
+        fields = {key: value for key, value in parts if isinstance(value, str)}
+        if not _known_key(fields.get("api_key", ""), api.settings.open311_api_keys):
+            raise Open311Error(403, "a valid api_key is required")
+        files = [(name, value) for name, value in parts if not isinstance(value, str)]
+        others = sorted({name for name, _ in files if name != "media"} | ({"media"} & fields.keys()))
+        if others or len(files) > 1:
+            raise Open311Error(400, f"one photo, as the file part `media`, is accepted (not {', '.join(others)}); "
+                                    "or send its address as media_url")
+        upload = await files[0][1].read(api.settings.photo_max_bytes + 1) if files else None
+    for name, value in fields.items():
+        try:
+            storable_text(value, name if _FIELD_NAME.fullmatch(name) else "a field")
+        except ValueError as exc:
+            raise Open311Error(400, str(exc)) from None
+    return fields, upload
 
 
 def _known_key(key: str, keys: list[str]) -> bool:
@@ -409,20 +414,7 @@ async def post_update(fmt: str, request: Request, api: ApiContext = Depends(cont
     """Only the reporter updates their request: the `email` must be the one they reported with. The update
     goes into the request's history for staff (and their organisation is told), never into public lists."""
     fmt = _fmt(fmt)
-    async with request.form() as form:
-        parts = list(form.multi_items())
-        fields = {key: value for key, value in parts if isinstance(value, str)}
-        if not _known_key(fields.get("api_key", ""), api.settings.open311_api_keys):
-            raise Open311Error(403, "a valid api_key is required")
-        files = [(name, value) for name, value in parts if not isinstance(value, str)]
-        if [name for name, _ in files] not in ([], ["media"]):
-            raise Open311Error(400, "one photo, as the file part `media`, is accepted")
-        upload = await files[0][1].read(api.settings.photo_max_bytes + 1) if files else None
-    for name, value in fields.items():
-        try:
-            storable_text(value, name if _FIELD_NAME.fullmatch(name) else "a field")
-        except ValueError as exc:
-            raise Open311Error(400, str(exc)) from None
+    fields, upload = await _posted(request, api)
     city = _city(api, fields.get("jurisdiction_id"))
     raw_id = fields.get("service_request_id", "")
     if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18 or int(raw_id) > MAX_ID:
