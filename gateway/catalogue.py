@@ -41,7 +41,9 @@ class ServiceDefinition(BaseModel):
     kind: Literal["problem", "proposal"] = "problem"
     routing: ZoneRouting | None = None
     priority: Priority = "normal"
-    # Deadlines in working time, from when the incident is registered; none when not set.
+    # Deadlines in working time, from when the incident is registered; none when not set. A service that
+    # never closes (a fire) counts every hour of every day instead of the calendar's working hours.
+    round_the_clock: bool = False
     respond_within: WorkingTime | None = None
     resolve_within: WorkingTime | None = None
     # Open311 service definition attributes (extra questions for the reporter), as the spec describes.

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WORKING = re.compile(r"^(?:(\d+)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+)m)?$")
@@ -58,6 +58,17 @@ def parse_working_duration(value: Any) -> WorkingDuration:
 WorkingTime = Annotated[WorkingDuration, BeforeValidator(parse_working_duration)]
 
 
+def known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Madrid)") from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(known_zone)]
+
+
 def _intervals(value: Any) -> tuple[tuple[time, time], ...]:
     if value in (None, "", "closed"):
         return ()
@@ -83,20 +94,11 @@ def _intervals(value: Any) -> tuple[tuple[time, time], ...]:
 class CalendarConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     working_hours: dict[str, Annotated[tuple[tuple[time, time], ...], BeforeValidator(_intervals)]] = Field(
         default_factory=lambda: {day: _OFFICE_HOURS for day in WEEKDAYS[:5]})
     # A file of holidays, one per line: YYYY-MM-DD, then optionally its name; `#` starts a comment.
     holidays: str | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Madrid)") from None
-        return value
 
     @field_validator("working_hours")
     @classmethod
@@ -128,29 +130,32 @@ class WorkingCalendar:
         return bool(self._open_intervals(day))
 
     def add(self, start: datetime, duration: WorkingDuration) -> datetime:
-        instant = start.astimezone(UTC)
-        day = instant.astimezone(self.zone).date()
+        """`start` plus working time. A start outside working hours counts from the next opening (a report
+        on Friday evening + 1d is due one working day after Monday's opening)."""
+        instant = self._after(start.astimezone(UTC), timedelta(0))
         if duration.days:
-            wall = instant.astimezone(self.zone).time()
+            local = instant.astimezone(self.zone)
+            day = local.date()
             for _ in range(duration.days):
                 day = self._next_working_day(day + timedelta(days=1))
-            instant = datetime.combine(day, wall, self.zone).astimezone(UTC)
-        remaining = timedelta(seconds=duration.seconds)
+            instant = datetime.combine(day, local.time(), self.zone).astimezone(UTC)
+        return self._after(instant, timedelta(seconds=duration.seconds))
+
+    def _after(self, instant: datetime, remaining: timedelta) -> datetime:
+        """`remaining` working time after `instant`; with none, `instant` itself if it is working time,
+        else the next opening."""
+        day = instant.astimezone(self.zone).date()
         for _ in range(MAX_DAYS_AHEAD):
             for opens, closes in self._open_intervals(day):
                 if closes <= instant:
                     continue
                 instant = max(instant, opens)
-                if remaining <= timedelta(0):
-                    return instant
                 step = min(remaining, closes - instant)
                 instant += step
                 remaining -= step
-                if remaining <= timedelta(0):
+                if remaining <= timedelta(0) and (step or instant < closes):
                     return instant
             day += timedelta(days=1)
-            if remaining <= timedelta(0) and not duration.seconds:
-                return instant  # whole days only: the deadline is that time of day
         raise CalendarError("no working time ahead in the calendar")
 
     def _next_working_day(self, day: date) -> date:
@@ -162,6 +167,8 @@ class WorkingCalendar:
 
 
 DEFAULT_CALENDAR = WorkingCalendar(CalendarConfig())
+# For services that never close (a container on fire): every hour of every day counts.
+ROUND_THE_CLOCK = WorkingCalendar(CalendarConfig(working_hours={day: "00:00-24:00" for day in WEEKDAYS}))
 
 
 def load_calendar(path: Path) -> WorkingCalendar:

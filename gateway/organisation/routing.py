@@ -16,8 +16,14 @@ from pathlib import Path
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from gateway.catalogue import Catalogue, unknown_organisations
-from gateway.organisation.calendar import DEFAULT_CALENDAR, CalendarError, WorkingCalendar, WorkingDuration
+from gateway.catalogue import Catalogue, ServiceDefinition, unknown_organisations
+from gateway.organisation.calendar import (
+    DEFAULT_CALENDAR,
+    ROUND_THE_CLOCK,
+    CalendarError,
+    WorkingCalendar,
+    WorkingDuration,
+)
 from gateway.rules.zones import Zone, load_zones
 from gateway.store.organisations import Assignment
 
@@ -91,14 +97,16 @@ class Router:
         return Assignment(
             organisation_id=self.organisation_ids.get(str(slug)) if slug else None,
             organisation=str(slug) if slug else None, priority=str(priority),
-            respond_by=self._deadline(registered_at, respond), resolve_by=self._deadline(registered_at, resolve))
+            respond_by=self._deadline(registered_at, respond, service), resolve_by=self._deadline(
+                registered_at, resolve, service))
 
-    def _deadline(self, registered_at: datetime, within: object) -> datetime | None:
+    def _deadline(self, registered_at: datetime, within: object, service: ServiceDefinition | None) -> datetime | None:
         """None when there is none, or when the calendar cannot place it (years of working time ahead):
         the incident is registered all the same."""
         if not isinstance(within, WorkingDuration):
             return None
+        calendar = ROUND_THE_CLOCK if service is not None and service.round_the_clock else self.calendar
         try:
-            return self.calendar.add(registered_at, within)
+            return calendar.add(registered_at, within)
         except CalendarError:
             return None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,6 +29,7 @@ from typing_extensions import TypedDict  # pydantic reads the shape of a typing_
 
 from gateway.devices import Device, DeviceDirectory
 from gateway.events import Finding, Reading
+from gateway.organisation.calendar import TimeZoneName
 from gateway.rules.durations import Duration
 from gateway.rules.model import (
     ContextWith,
@@ -80,19 +81,10 @@ class HouseholdSource(BaseModel):
 class CollectionConfig(RuleConfigBase):
     kind: Literal["collection"]
     households: HouseholdSource
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     grace: Duration = timedelta(minutes=30)
     unknown_tag_incident: IncidentSpec | None = None
     wrong_area_incident: IncidentSpec | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     def build(self, zones: object, directory: Path | None = None) -> CollectionRule:
         listed: list[Household] = []

@@ -100,6 +100,12 @@ def test_routing_by_district_and_the_services_responsible_elsewhere() -> None:
     assert (overridden.organisation, overridden.organisation_id, overridden.priority) == (
         "fleet-management", ids["fleet-management"], "urgent")
     assert overridden.respond_by is not None and overridden.resolve_by is not None
+    # a fire is due in two hours of any day; a full container one working day after the next opening
+    friday_evening = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
+    assert router("container_fire", 41.4036, 2.1744, friday_evening).resolve_by == datetime(2026, 12, 4, 22, 0,
+                                                                                           tzinfo=UTC)
+    assert router("container_full", 41.4036, 2.1744, friday_evening).resolve_by == datetime(2026, 12, 8, 8, 0,
+                                                                                           tzinfo=UTC)
 
 
 def test_an_unknown_organisation_in_the_catalogue_is_named_with_its_line() -> None:
