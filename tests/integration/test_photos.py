@@ -141,3 +141,35 @@ def test_staff_attach_a_photo_with_a_comment(api: tuple[httpx.Client, Settings])
                           files={"media": ("lid.jpg", phone_photo(40, 30), "image/jpeg")})
     assert missing.status_code == 404
     assert scalar(settings.database_url, "SELECT count(*) FROM photos") == 1
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_published_open311_client_reads_back_a_report_posted_with_a_photo(
+        api: tuple[httpx.Client, Settings], fmt: str) -> None:
+    """`georeport` (PyPI, a GeoReport v2 client) lists the services and reads the report back, its photo
+    included. It has no call to post (nor has any Open311 client library these machines can install), so
+    the report goes in as an Open311 app sends it: a form over `requests`, the photo as the `media` part."""
+    import requests
+    import xmltodict
+    from georeport import GeoReport
+
+    _, settings = api
+    created = requests.post(f"{settings.base_url}/open311/v2/requests.{fmt}", data=FORM,
+                            files={"media": ("IMG_0002.jpg", phone_photo(), "image/jpeg")}, timeout=20)
+    assert created.status_code == 200, created.text
+    answer = created.json()[0] if fmt == "json" else xmltodict.parse(created.content)["service_requests"]["request"]
+    request_id = answer["service_request_id"]
+
+    georeport = GeoReport(f"{settings.base_url}/open311/v2", output_format=fmt)
+    services = georeport.get_service_list()
+    assert "container_full" in {service["service_code"] for service in services}
+    report = georeport.get_service_request(str(request_id))
+    assert str(report["service_request_id"]) == str(request_id) and report["service_code"] == "container_full"
+    assert report["description"] == FORM["description"] and report["status"] == "open"
+    photo = requests.get(report["media_url"], timeout=20)
+    assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+    back = Image.open(io.BytesIO(photo.content))
+    assert back.size == (600, 800) and dict(back.getexif()) == {}
+    listed = georeport.get_service_requests(service_request_id=str(request_id))
+    listed = [listed] if isinstance(listed, dict) else listed  # XML of one request parses as one dict
+    assert [str(r["service_request_id"]) for r in listed] == [str(request_id)]
