@@ -18,7 +18,10 @@ from gateway import metrics
 from gateway.api.app import create_api
 from gateway.api.context import ApiContext
 from gateway.catalogue import load_service_codes
+from gateway.cluster.lease import LeaseKeeper, new_replica_id
+from gateway.cluster.sweeps import SWEEP_LEASE, DatabaseSweeps
 from gateway.devices import DeviceDirectory
+from gateway.events import Fence
 from gateway.ingest import IngestLimits, Ingestor
 from gateway.ingest.frame_counters import FrameCounters
 from gateway.ingest.rate_limit import DeviceRateLimiter
@@ -34,6 +37,7 @@ from gateway.settings import Settings
 from gateway.sources.mqtt import MqttSourceConfig
 from gateway.store.batch import PostgresSink
 from gateway.store.devices import load_devices
+from gateway.store.leases import Fenced
 from gateway.store.migrate import maintain_partitions
 from gateway.store.pool import open_pool
 from gateway.store.rule_state import load_rule_states
@@ -62,6 +66,18 @@ def source_config(settings: Settings, profiles: ProfileSet) -> MqttSourceConfig:
         cert_file=settings.mqtt_cert_file,
         key_file=settings.mqtt_key_file,
     )
+
+
+class StartRefused(Exception):
+    """The gateway cannot start as configured; the message says why and what to do."""
+
+
+def mqtt_lease_name(settings: Settings) -> str | None:
+    """The lease a replica must hold to consume from MQTT: one consumer per client id (the broker keeps one
+    session per id), and one per shared group unless the broker deals a group out by topic."""
+    if settings.mqtt_shared_group:
+        return None if settings.mqtt_shared_by_topic else f"mqtt-shared:{settings.mqtt_shared_group}"
+    return f"mqtt:{settings.mqtt_client_id}"
 
 
 def _settle_garbage_collector() -> None:
@@ -105,7 +121,9 @@ class Gateway:
         self._refused_signature: tuple[tuple[str, int, int], ...] | None = None
         self._database_ok = True
         self.cities: Cities | None = None
-
+        self.replica_id = settings.replica_id or new_replica_id()
+        self.leases: list[LeaseKeeper] = []
+        self.lost_lease = False  # stopped because another replica took over the MQTT session
     def readiness(self) -> dict[str, bool]:
         checks = {"database": self._database_ok}
         if self.settings.gateway_enabled:
@@ -129,10 +147,16 @@ class Gateway:
             raise
         self._log_start()
         clean = True
+        self._renewing: list[asyncio.Task[None]] = []
+        consuming: LeaseKeeper | None = None
         try:
+            if settings.gateway_enabled:
+                consuming = await self._mqtt_lease(pool, stop)
+                if consuming is not None:
+                    self._keep(consuming)
             async with asyncio.TaskGroup() as tasks:
                 if settings.gateway_enabled:
-                    await self._start_gateway(pool, tasks, stop)
+                    tasks.create_task(self._start_gateway_when_allowed(pool, tasks, stop, consuming))
                 if settings.api_enabled:
                     tasks.create_task(self._serve_api(stop, pool))
                     for url in settings.webhook_urls:
@@ -148,10 +172,77 @@ class Gateway:
         finally:
             if settings.gateway_enabled:
                 await self.source.close()
-                clean = self.pipeline is None or not self.pipeline.gave_up
+                clean = (self.pipeline is None or not self.pipeline.gave_up) and not self.lost_lease
+            # The leases go once the last batch made under them is committed (or given up).
+            for task in self._renewing:
+                task.cancel()
+            await asyncio.gather(*self._renewing, return_exceptions=True)
+            for lease in self.leases:
+                await lease.release()
             # Connections still out (a commit abandoned at the end of the grace) are not waited for long.
             await pool.close(timeout=1.0)
         return clean
+
+    def _keep(self, lease: LeaseKeeper) -> None:
+        """Renews `lease` from now until the gateway has stopped (outside the TaskGroup: a lease outlives the
+        pipeline's last commit), then lets it go."""
+        self.leases.append(lease)
+        self._renewing.append(asyncio.create_task(lease.run()))
+
+    async def _mqtt_lease(self, pool: AsyncConnectionPool, stop: asyncio.Event) -> LeaseKeeper | None:
+        """The MQTT session's lease, taken now unless this replica is a standby (it waits in the background).
+        An active replica that finds another consuming the same session or group is refused here."""
+        settings = self.settings
+        name = mqtt_lease_name(settings)
+        if name is None:
+            return None
+        lease = LeaseKeeper(pool, name, self.replica_id, settings.lease_s)
+        if settings.standby:
+            return lease
+        # A replica that died holds its lease until it expires: wait that long before refusing.
+        if await lease.wait_held(stop, give_up_after_s=settings.lease_s * 4 / 3) is None and not stop.is_set():
+            holder = lease.other.holder if lease.other else "another replica"
+            what = (f"shared group {settings.mqtt_shared_group!r}" if settings.mqtt_shared_group
+                    else f"client id {settings.mqtt_client_id!r}")
+            raise StartRefused(
+                f"{holder} is already consuming as {what}. A second active replica would split devices' "
+                "readings (the broker deals a shared group out in turn, or takes a session from one "
+                "connection to give it to the other), and per-device rules would see half the story. Start "
+                "this one with WASTEGATE_STANDBY=true to take over when that one stops, or, on a broker "
+                "that deals a shared group out by topic (EMQX hash_topic), set WASTEGATE_MQTT_SHARED_BY_TOPIC=true; "
+                "for active replicas on RabbitMQ, set WASTEGATE_AMQP_URL.")
+        return lease
+
+    async def _start_gateway_when_allowed(self, pool: AsyncConnectionPool, tasks: asyncio.TaskGroup,
+                                          stop: asyncio.Event, consuming: LeaseKeeper | None) -> None:
+        if consuming is not None and consuming.held() is None:
+            log.warning("standby: waiting for the MQTT session held by %s",
+                        consuming.other.holder if consuming.other else "another replica")
+            if await consuming.wait_held(stop) is None:
+                return  # stopped while waiting
+        # Only a replica that consumes competes for the sweeps (a standby would hold them idle).
+        sweeping = LeaseKeeper(pool, SWEEP_LEASE, self.replica_id, self.settings.lease_s)
+        self._keep(sweeping)
+        await self._start_gateway(pool, tasks, stop, consuming, sweeping)
+        if consuming is not None:
+            tasks.create_task(self._stop_when_lost(consuming, stop))
+
+    async def _stop_when_lost(self, lease: LeaseKeeper, stop: asyncio.Event) -> None:
+        lost = asyncio.ensure_future(lease.lost.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        lost.cancel()
+        stopping.cancel()
+        if lease.lost.is_set():
+            self._lost(None)
+            stop.set()
+
+    def _lost(self, fenced: Fenced | None) -> None:
+        if not self.lost_lease:
+            log.error("another replica has taken over the MQTT session: stopping, nothing more is committed "
+                      "or acknowledged here (start again with WASTEGATE_STANDBY=true to stand by)",
+                      extra={"fenced": str(fenced) if fenced else None})
+        self.lost_lease = True
 
     def _start_mail(self, pool: AsyncConnectionPool, tasks: asyncio.TaskGroup, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -173,7 +264,10 @@ class Gateway:
             parts.append(f"API on {settings.api_host}:{settings.api_port}")
         log.warning("wastegate starting: %s", "; ".join(parts))
 
-    async def _start_gateway(self, pool: AsyncConnectionPool, tasks: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+    async def _start_gateway(self, pool: AsyncConnectionPool, tasks: asyncio.TaskGroup, stop: asyncio.Event,
+                             consuming: LeaseKeeper | None, sweeping: LeaseKeeper) -> None:
+        """Once this replica may consume: the rules' states as committed (a standby taking over starts from
+        its predecessor's), then the pipeline."""
         settings = self.settings
         await self._refresh_devices(pool)
         counters = FrameCounters({d.device_id: d.last_f_cnt for d in self.devices if d.last_f_cnt is not None})
@@ -191,9 +285,16 @@ class Gateway:
         )
         assert self.cities is not None, "the municipalities are loaded before the gateway starts"
         sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s, self.cities)
+        def fences() -> tuple[Fence, ...]:
+            return (consuming.last_fence,) if consuming is not None and consuming.last_fence else ()
+
+        def fenced(exc: Fenced) -> None:
+            self._lost(exc)
+            stop.set()
+
         self.pipeline = Pipeline(
             self.source, ingestor, sink, settings.batch_max_size, settings.batch_max_age_ms / 1000,
-            self.engine, self.clock, settings.shutdown_grace_s,
+            self.engine, self.clock, settings.shutdown_grace_s, DatabaseSweeps(pool, sweeping), fences, fenced,
         )
         _settle_garbage_collector()
         await self.source.start()

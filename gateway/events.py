@@ -135,6 +135,18 @@ class DeviceSeen:
     last_received_at: datetime
     frames_lost: int = 0
     last_f_cnt: int | None = None
+    # the device time of its latest reading in the batch: silence is judged on it, by whichever replica
+    last_reading_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A lease a commit is made under (the sweeps, an MQTT session, a partition): the commit checks, in its
+    own transaction, that `holder` still holds `lease` at `epoch`, and is refused otherwise."""
+
+    lease: str
+    holder: str
+    epoch: int
 
 
 # A rule's persisted state is keyed by (rule id, subject); the subject is a device id, a household, …
@@ -151,6 +163,8 @@ class Batch:
     devices_seen: Sequence[DeviceSeen] = ()
     findings: Sequence[Finding] = ()
     states: Mapping[StateKey, Mapping[str, Any] | None] = field(default_factory=dict)
+    # the leases this commit is made under: it is refused as a whole if one of them has changed hands
+    fences: Sequence[Fence] = ()
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.rejections or self.devices_seen or self.findings or self.states)

@@ -16,6 +16,10 @@ NOT_READINGS = Counter(
 REJECTED = Counter("wastegate_rejected_total", "Messages sent to the dead letter", ["reason"])
 BATCHES = Counter("wastegate_batches_committed_total", "Batches committed")
 COMMIT_FAILURES = Counter("wastegate_commit_failures_total", "Batch commits that failed and were retried")
+COMMITS_FENCED = Counter(
+    "wastegate_commits_fenced_total", "Commits refused because a lease they were made under changed hands"
+)
+LEASES_HELD = Gauge("wastegate_leases_held", "1 while this replica holds the lease", ["lease"])
 COMMIT_SECONDS = Histogram(
     "wastegate_commit_seconds", "Time to commit one batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

@@ -20,20 +20,40 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import psycopg
+from psycopg_pool import PoolTimeout
 
 from gateway import metrics
-from gateway.events import Batch, RawMessage, Rejection
+from gateway.events import Batch, Fence, RawMessage, Rejection
 from gateway.ingest import Ingestor, IngestResult
-from gateway.rules.engine import EngineResult, RuleEngine
+from gateway.rules.engine import EngineResult, RuleEngine, SweepFacts
+from gateway.rules.model import SweepQuestions
 from gateway.sources.base import Source
 from gateway.store.batch import BatchRefused, BatchSink, CommitStats, StoreUnavailable
 from gateway.store.cases import CaseChanges
+from gateway.store.leases import Fenced
 
 log = logging.getLogger(__name__)
 
 Prepared = tuple[IngestResult, EngineResult | None]
+
+
+class SweepAuthority(Protocol):
+    """Who may sweep, and what a sweep decides on, when there may be several replicas: the holder of the
+    sweep lease, on what is committed."""
+
+    def fence(self) -> Fence | None:
+        """The sweep lease while this replica holds it; None: another replica sweeps."""
+
+    async def committed_states(self, rule_ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        """The sweeping rules' states as committed, to start from when the lease is gained."""
+
+    async def facts(self, asked: SweepQuestions) -> SweepFacts:
+        """The answers to the sweep's questions, from what is committed."""
 
 
 class Pipeline:
@@ -47,7 +67,13 @@ class Pipeline:
         engine: RuleEngine | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         shutdown_grace_s: float = 15.0,
+        sweeps: SweepAuthority | None = None,
+        fences: Callable[[], Sequence[Fence]] = tuple,
+        on_fenced: Callable[[Fenced], None] | None = None,
     ) -> None:
+        """`sweeps`: None sweeps on what this replica saw (alone, or a test); `fences`: the leases each
+        batch of readings commits under (an MQTT session of an active–standby pair); `on_fenced`: told
+        when one was taken over, the batch then left unacknowledged."""
         self.source = source
         self.ingestor = ingestor
         self.sink = sink
@@ -61,6 +87,10 @@ class Pipeline:
         self._interrupt = asyncio.Event()  # stop, or a sweep is due: the source returns what it has
         self._sweep_due = False
         self._give_up: asyncio.Event | None = None
+        self.sweeps = sweeps
+        self.fences = fences
+        self.on_fenced = on_fenced
+        self._sweep_epoch: int | None = None  # the sweep lease's epoch the sweeping rules' states are from
 
     def request_sweep(self) -> None:
         """Runs the rules' sweep between two batches, its output committed in order with them."""
@@ -108,21 +138,41 @@ class Pipeline:
         self._give_up.set()
 
     async def _chain(self, batch: list[RawMessage], prepared: Prepared,
-                     committing: asyncio.Task[bool] | None) -> asyncio.Task[bool]:
+                     committing: asyncio.Task[bool] | None, sweep: Fence | None = None) -> asyncio.Task[bool]:
         """Starts `batch`'s commit once the previous one has committed (its preparation already ran while
         that one was committing). A batch whose predecessor was given up is not committed either."""
         if committing is not None and not await committing:
             return committing
-        return asyncio.create_task(self.commit(batch, *prepared))
+        fences = (sweep,) if sweep is not None else tuple(self.fences())
+        return asyncio.create_task(self.commit(batch, *prepared, fences=fences))
 
     async def _sweep(self, committing: asyncio.Task[bool] | None) -> asyncio.Task[bool] | None:
         self._sweep_due = False
         if self.engine is None:
             return committing
-        found = self.engine.sweep(self.clock())
-        if not found:
+        if self.sweeps is None:
+            found = self.engine.sweep(self.clock())
+            return await self._chain([], (IngestResult(), found), committing) if found else committing
+        fence = self.sweeps.fence()
+        if fence is None:
+            self._sweep_epoch = None
+            return committing  # another replica sweeps
+        # Decided on what is committed: this replica's own batches first.
+        if committing is not None and not await committing:
             return committing
-        return await self._chain([], (IngestResult(), found), committing)
+        try:
+            if fence.epoch != self._sweep_epoch:
+                # The lease is new to this replica: start from the states its last holder committed.
+                rule_ids = self.engine.sweeping_rule_ids
+                self.engine.take_over_states(rule_ids, await self.sweeps.committed_states(rule_ids))
+                self._sweep_epoch = fence.epoch
+            now = self.clock()
+            facts = await self.sweeps.facts(self.engine.sweep_questions(now))
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("sweep skipped: the database is unavailable", extra={"error": str(exc)})
+            return committing
+        found = self.engine.sweep(now, facts)
+        return await self._chain([], (IngestResult(), found), committing, sweep=fence) if found else committing
 
     def prepare(self, batch: list[RawMessage]) -> Prepared:
         metrics.MESSAGES_RECEIVED.inc(len(batch))
@@ -132,9 +182,11 @@ class Pipeline:
         rules = self.engine.evaluate(result.readings, self.clock()) if self.engine else None
         return result, rules
 
-    async def commit(self, batch: list[RawMessage], result: IngestResult, rules: EngineResult | None) -> bool:
-        """Commits, then acknowledges; False when it gave up (stopping), leaving the batch unacknowledged."""
-        stats = await self._commit_with_retry(batch, result, rules)
+    async def commit(self, batch: list[RawMessage], result: IngestResult, rules: EngineResult | None,
+                     fences: Sequence[Fence] = ()) -> bool:
+        """Commits, then acknowledges; False when it gave up (stopping, or fenced), leaving the batch
+        unacknowledged."""
+        stats = await self._commit_with_retry(batch, result, rules, fences)
         if stats is None:
             return False  # gave up while stopping: unacknowledged, so the broker redelivers
         if batch:
@@ -166,9 +218,9 @@ class Pipeline:
         return attempt.result()
 
     async def _commit_with_retry(self, batch: list[RawMessage], result: IngestResult,
-                                 rules: EngineResult | None) -> CommitStats | None:
+                                 rules: EngineResult | None, fences: Sequence[Fence] = ()) -> CommitStats | None:
         whole = Batch(result.readings, result.rejections, result.devices_seen,
-                      rules.findings if rules else (), rules.states if rules else {})
+                      rules.findings if rules else (), rules.states if rules else {}, fences)
         delay = 0.2
         while True:
             started = time.perf_counter()
@@ -176,6 +228,8 @@ class Pipeline:
                 stats = await self._attempt(whole)
                 if stats is None:
                     break
+            except Fenced as exc:
+                return self._fenced(exc, batch)
             except StoreUnavailable as exc:
                 self.database_ok = False
                 metrics.COMMIT_FAILURES.inc()
@@ -183,7 +237,9 @@ class Pipeline:
             except BatchRefused as exc:
                 log.error("database refused a batch, committing its messages one by one", extra={"error": str(exc)})
                 try:
-                    return await self._commit_one_by_one(batch, result, rules)
+                    return await self._commit_one_by_one(batch, result, rules, fences)
+                except Fenced as fenced:
+                    return self._fenced(fenced, batch)
                 except StoreUnavailable:
                     self.database_ok = False  # what was committed already is a no-op when retried
             else:
@@ -198,24 +254,39 @@ class Pipeline:
         log.error("stopping with an uncommitted batch of %d messages; the broker will redeliver it", len(batch))
         return None
 
+    def _fenced(self, exc: Fenced, batch: list[RawMessage]) -> CommitStats | None:
+        """A lease the commit was made under has changed hands: another replica decides now. A sweep's
+        output is dropped (the next holder sweeps again from what is committed); a batch of readings is
+        left unacknowledged for the broker to deliver to the new holder."""
+        metrics.COMMITS_FENCED.inc()
+        if not batch:
+            log.warning("sweep not committed: %s", exc)
+            self._sweep_epoch = None
+            return CommitStats(0, 0, 0)
+        log.error("batch of %d messages not committed: %s", len(batch), exc)
+        if self.on_fenced is not None:
+            self.on_fenced(exc)
+        return None
+
     async def _commit_one_by_one(self, batch: list[RawMessage], result: IngestResult,
-                                 rules: EngineResult | None) -> CommitStats:
+                                 rules: EngineResult | None, fences: Sequence[Fence] = ()) -> CommitStats:
         """Each message's readings, rejections and device upkeep on their own, as decoded the first time;
         then the rules' output, which refers to no single message."""
         inserted = duplicates = rejected = 0
         for message, single in result.per_message(batch):
             try:
-                stats = await self.sink.commit(single)
+                stats = await self.sink.commit(Batch(single.readings, single.rejections, single.devices_seen,
+                                                     fences=fences))
             except BatchRefused as exc:
                 refused = Rejection(message, "store_error", str(exc))
-                stats = await self.sink.commit(Batch(rejections=[refused]))
+                stats = await self.sink.commit(Batch(rejections=[refused], fences=fences))
                 metrics.REJECTED.labels("store_error").inc()
             inserted += stats.inserted
             duplicates += stats.duplicates
             rejected += stats.rejected
         cases = CaseChanges()
         if rules:
-            cases = (await self.sink.commit(Batch(findings=rules.findings, states=rules.states))).cases
+            cases = (await self.sink.commit(Batch(findings=rules.findings, states=rules.states, fences=fences))).cases
         return CommitStats(inserted, duplicates, rejected, cases)
 
 

@@ -16,8 +16,19 @@ class Settings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_client_id: str = "wastegate"
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
-    # MQTT v5 shared subscription group; replicas with the same group split the traffic between them.
+    # MQTT v5 shared subscription group; replicas with the same group split the traffic between them. Only
+    # one replica of a group consumes unless the broker deals a group's messages out by topic (EMQX's
+    # `hash_topic`): then say so with `mqtt_shared_by_topic`. Mosquitto deals them out in turn, splitting
+    # a device's readings between replicas, and a second active replica is refused.
     mqtt_shared_group: str | None = None
+    mqtt_shared_by_topic: bool = False
+    # Several replicas. With `standby`, a replica waits until the one consuming (same client id, or same
+    # shared group) stops or dies, then takes over its session. Leases (the sweeps, the MQTT session) last
+    # `lease_s` and are renewed every third of it: a dead replica's lease is taken within `lease_s` plus a
+    # third (at once when it was a process of the same host).
+    standby: bool = False
+    lease_s: float = Field(default=15.0, ge=1, le=300)
+    replica_id: str | None = None  # default: host/pid/process/n
     # Extra filters whose messages no profile claims: they land in the dead letter as `no_profile`.
     mqtt_extra_subscriptions: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Unacknowledged QoS 1 messages the broker may have outstanding towards us (MQTT v5 Receive Maximum):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +58,23 @@ def publish_until(mqtt_url: str, messages: Sequence[tuple[str, bytes | str]], pr
         return predicate()
 
     return wait_until(published_then, timeout_s, interval_s)
+
+
+def serve(settings: Settings, api_port: int, **more_env: str) -> subprocess.Popen[bytes]:
+    """`wastegate serve` as a real process (to be killed), on the settings' broker and database."""
+    env = {
+        **os.environ,
+        "WASTEGATE_DATABASE_URL": settings.database_url,
+        "WASTEGATE_MQTT_URL": settings.mqtt_url,
+        "WASTEGATE_MQTT_CLIENT_ID": "wastegate-shutdown-test",
+        "WASTEGATE_PROFILES_DIR": str(settings.profiles_dir),
+        "WASTEGATE_API_PORT": str(api_port),
+        "WASTEGATE_BATCH_MAX_SIZE": "200",
+        "WASTEGATE_DEVICE_RATE_LIMIT_PER_S": "0",
+        **more_env,
+    }
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env, cwd=REPO,
+                            stderr=subprocess.PIPE)
 
 
 @contextmanager

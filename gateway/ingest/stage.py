@@ -67,9 +67,13 @@ def devices_seen(readings: Sequence[Reading], kinds_by_profile: Mapping[str, str
         device = seen.get(reading.device_id)
         if device is None:
             device = seen[reading.device_id] = DeviceSeen(
-                reading.device_id, reading.profile, kinds_by_profile[reading.profile], reading.received_at)
-        elif reading.received_at > device.last_received_at:
-            device.last_received_at = reading.received_at
+                reading.device_id, reading.profile, kinds_by_profile[reading.profile], reading.received_at,
+                last_reading_at=reading.time)
+        else:
+            if reading.received_at > device.last_received_at:
+                device.last_received_at = reading.received_at
+            if device.last_reading_at is None or reading.time > device.last_reading_at:
+                device.last_reading_at = reading.time
         if reading.extra:
             device.frames_lost += reading.extra.get("frames_lost", 0)
             if isinstance(f_cnt := reading.extra.get("f_cnt"), int):

@@ -1,6 +1,7 @@
-"""`absence`: a device silent longer than it should be. Checked by the engine's periodic sweep against the
-injected clock; the incident is dated when the silence went beyond what is allowed; resolved by the
-device's next reading.
+"""`absence`: a device silent longer than it should be. Decided on the periodic sweep alone, against the
+injected clock, from each device's latest reading as committed (by whichever replica received it); the
+incident is dated when the silence went beyond what is allowed, and resolved at the device time of the
+first reading after it, by the sweep that reads that reading.
 
 The expected interval is the device's `expected_interval_s` attribute, else its profile's default;
 silence beyond `missed_reports` intervals, plus half of one (a report is missed once it is half an
@@ -10,12 +11,13 @@ interval overdue), or beyond a fixed `after`, opens the incident.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field
 from typing_extensions import TypedDict  # pydantic reads the shape of a typing_extensions TypedDict on 3.11
 
+from gateway.devices import DeviceDirectory
 from gateway.events import Reading
 from gateway.rules.durations import Duration
 from gateway.rules.model import (
@@ -23,6 +25,7 @@ from gateway.rules.model import (
     RuleBase,
     RuleConfigBase,
     StateOf,
+    SweepQuestions,
     SweepWorld,
     Verdict,
     cooling_down,
@@ -41,13 +44,16 @@ class AbsenceConfig(RuleConfigBase):
 
 class AbsenceState(TypedDict, total=False):
     active: bool  # a "silent" incident is open
+    since: float  # while active: device time of the last reading before the silence (epoch s)
     resolved_at: float  # device time of the reading that resolved the last one (for the cool-down)
 
 
 class AbsenceRule(RuleBase):
     kind = "absence"
     sweeps = True
+    evaluates_readings = False  # decided on the sweep alone, from the readings committed
     State = AbsenceState
+    state_version = 2
 
     def __init__(self, config: AbsenceConfig) -> None:
         super().__init__(config)
@@ -64,13 +70,23 @@ class AbsenceRule(RuleBase):
         # few seconds late (the radio's retries, a clock's drift) is not a silence.
         return float(interval) * (self.missed_reports + 0.5)
 
+    def upgrade_state(self, version: int, state: dict[str, Any]) -> dict[str, Any]:
+        # Version 1 resolved on the next reading in memory and did not keep when the silence began: an
+        # incident open then is resolved by the first reading after the first sweep that reads it.
+        return state
+
     def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
                  now: datetime) -> Outcome:
-        if not (state or {}).get("active"):
-            return Outcome(state)
-        t = reading.time.timestamp()
-        return Outcome({"resolved_at": t}, [self.finding("resolve", reading.device_id, reading.time, context,
-                                                         data={"reported_at": reading.time.isoformat()})])
+        return Outcome(state)
+
+    def sweep_questions(self, now: datetime, devices: DeviceDirectory, state_of: StateOf) -> SweepQuestions:
+        """For each device silent now: its first reading after the silence began, which ends it."""
+        asked = {}
+        for device in devices:
+            state = state_of(device.device_id)
+            if state and state.get("active") and isinstance(since := state.get("since"), int | float):
+                asked[device.device_id] = datetime.fromtimestamp(since, UTC)
+        return SweepQuestions(readings_after=asked)
 
     def sweep(self, now: datetime, world: SweepWorld, state_of: StateOf) -> Verdict:
         verdict = Verdict()
@@ -78,9 +94,23 @@ class AbsenceRule(RuleBase):
             if not self.applies_to(device, device.device_id, device.profile):
                 continue
             before = state_of(device.device_id)
-            outcome = self.check_silence(device_context(device, device.device_id),
-                                         world.last_seen.get(device.device_id),
-                                         world.profile_intervals.get(device.profile), before, now)
+            state = before
+            context = device_context(device, device.device_id)
+            last_seen = world.last_seen.get(device.device_id)
+            if state and state.get("active"):
+                since = state.get("since")
+                if not isinstance(since, int | float):  # an incident open before version 2
+                    if last_seen is not None:
+                        verdict.states[device.device_id] = {**state, "since": last_seen.timestamp()}
+                    continue
+                back = world.first_reading_after.get(device.device_id)
+                if back is None or back.timestamp() <= since:
+                    continue
+                # Resolved at the device time of the reading that ended the silence, whenever a sweep reads it.
+                verdict.findings.append(self.finding("resolve", device.device_id, back, context,
+                                                     data={"reported_at": back.isoformat()}))
+                state = {"resolved_at": back.timestamp()}
+            outcome = self.check_silence(context, last_seen, world.profile_intervals.get(device.profile), state, now)
             verdict.findings.extend(outcome.findings)
             if outcome.state != before:
                 verdict.states[device.device_id] = outcome.state
@@ -99,7 +129,7 @@ class AbsenceRule(RuleBase):
         # The incident begins when the silence went beyond what is allowed, not when a sweep noticed: the
         # same history gives the same opening whatever the sweeps' timing (the rule lab relies on it).
         began = last_seen + timedelta(seconds=allowed)
-        return Outcome({**(state or {}), "active": True}, [self.finding(
+        return Outcome({**(state or {}), "active": True, "since": last_seen.timestamp()}, [self.finding(
             "open", str(device.get("id")), began, context,
             data={"last_seen": last_seen.isoformat(), "silent_s": round(silent_s)})])
 

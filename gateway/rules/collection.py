@@ -6,7 +6,8 @@ registered devices of kind `household` (attributes `rfid`, `address`, `collectio
 `collection_window`, `service_area`). Three causes, one incident each:
 
 - a household not lifted by any truck within its window, `grace` after the window ends (subject
-  `household:<id>`), checked by the periodic sweep in the rule's time zone; a late lift resolves it;
+  `household:<id>`), decided by the periodic sweep in the rule's time zone from the lifts committed (by
+  whichever replica received them); a lift after it, even uploaded late, resolves it on a later sweep;
 - a lift of a tag no household has (subject `tag:<rfid>`), with `unknown_tag_incident`;
 - a lift by a truck whose `service_area` attribute differs from the household's, with
   `wrong_area_incident` (subject `lift:<household>`).
@@ -38,6 +39,7 @@ from gateway.rules.model import (
     RuleBase,
     RuleConfigBase,
     StateOf,
+    SweepQuestions,
     SweepWorld,
     Verdict,
 )
@@ -134,9 +136,9 @@ class _Window:
 
 class HouseholdState(TypedDict, total=False):
     checked: float  # the end of the last window judged (epoch s); windows before it are not judged again
-    lifted: float  # device time of the last lift of the household's bin
     missed: bool  # a "missed collection" incident is open
     missed_at: float  # when it opened: the end of the window missed (epoch s)
+    window_start: float  # the start of the window missed: a lift from then on resolves it
 
 
 class CollectionRule(RuleBase):
@@ -146,6 +148,7 @@ class CollectionRule(RuleBase):
     reading_events = ("bin_lift",)
     accepts_late = True  # a lift buffered in a dead zone and uploaded after the truck's later fixes
     State = HouseholdState
+    state_version = 2
 
     def __init__(self, config: CollectionConfig, households: list[Household]) -> None:
         super().__init__(config)
@@ -175,62 +178,87 @@ class CollectionRule(RuleBase):
 
     def evaluate_reading(self, reading: Reading, context: Mapping[str, Any], state_of: StateOf,
                          now: datetime) -> Verdict:
-        """A truck's bin lift: the household it collected, an unknown tag, or a lift outside the area."""
+        """A truck's bin lift of an unknown tag, or outside the truck's area. Whether a household was
+        collected is the sweep's to decide, from the lifts committed."""
         if reading.event != "bin_lift" or not reading.rfid:
             return Verdict()
         household = self.by_tag.get(reading.rfid)
-        truck_area = (context.get("device") or {}).get("service_area")
         if household is None:
             unknown = self.collection.unknown_tag_incident
             if unknown is None:
                 return Verdict()
             return Verdict([self._lift_finding(unknown, f"tag:{reading.rfid}", reading, context, None)])
-        subject = f"household:{household.id}"
-        before = dict(state_of(subject) or {})
-        lifted = before.get("lifted")
-        t = reading.time.timestamp()
-        after = {**before, "lifted": max(t, lifted) if isinstance(lifted, int | float) else t}
-        findings = []
-        if before.get("missed"):
-            after.pop("missed")
-            opened = after.pop("missed_at", None)
-            # A lift uploaded late may have happened before the window was judged: the incident is
-            # resolved now that it is known, never before it opened.
-            at = max(reading.time, datetime.fromtimestamp(opened, UTC)) if isinstance(opened, int | float) \
-                else reading.time
-            findings.append(self._lift_finding(self.incident, subject, reading, context, household, "resolve",
-                                               at=at))
         wrong = self.collection.wrong_area_incident
+        truck_area = (context.get("device") or {}).get("service_area")
         if wrong and truck_area and household.service_area and truck_area != household.service_area:
-            findings.append(self._lift_finding(wrong, f"lift:{household.id}", reading, context, household))
-        return Verdict(findings, {subject: after})
+            return Verdict([self._lift_finding(wrong, f"lift:{household.id}", reading, context, household)])
+        return Verdict()
+
+    def upgrade_state(self, version: int, state: dict[str, Any]) -> dict[str, Any]:
+        # Version 1 kept the last lift seen in memory; the lifts are now read from what is committed.
+        state.pop("lifted", None)
+        if state.get("missed") and "window_start" not in state and "missed_at" in state:
+            state["window_start"] = state["missed_at"]
+        return state
+
+    def sweep_questions(self, now: datetime, devices: DeviceDirectory, state_of: StateOf) -> SweepQuestions:
+        """For each household whose window is to be judged, or whose miss is open: its lifts since."""
+        asked: dict[str, datetime] = {}
+        for household in self.by_tag.values():
+            state = state_of(f"household:{household.id}") or {}
+            since = None
+            if state.get("missed") and isinstance(start := state.get("window_start"), int | float):
+                since = datetime.fromtimestamp(start, UTC)
+            window = self._last_window(household, now)
+            checked = state.get("checked")
+            if window is not None and isinstance(checked, int | float) and window.end.timestamp() > checked:
+                since = window.start if since is None else min(since, window.start)
+            if since is not None:
+                asked[household.tag] = since
+        return SweepQuestions(lifts_since=asked)
 
     def sweep(self, now: datetime, world: SweepWorld, state_of: StateOf) -> Verdict:
-        """Households whose last window (plus the grace) has ended without a lift in it."""
+        """Households whose last window (plus the grace) has ended without a lift in it; and misses that a
+        lift since (uploaded late, or the truck came back) resolves."""
         verdict = Verdict()
         for household in self.by_tag.values():
             subject = f"household:{household.id}"
-            state = dict(state_of(subject) or {})
-            window = self._last_window(household, now)
+            before = state_of(subject)
+            state = dict(before or {})
+            lifts = world.lifts.get(household.tag, ())
+            context = {"household": household.model_dump(), "device": {}, "window": household.window}
+            if state.get("missed"):
+                start = state.get("window_start", state.get("missed_at", 0.0))
+                after = [lift for lift in lifts if lift[0].timestamp() >= start]
+                if after:
+                    lifted_at, truck = after[0]
+                    opened = state.get("missed_at")
+                    # A lift uploaded late may have happened before the window was judged: the incident is
+                    # resolved now that it is known, never before it opened.
+                    at = max(lifted_at, datetime.fromtimestamp(opened, UTC)) if isinstance(opened, int | float) \
+                        else lifted_at
+                    verdict.findings.append(self.finding(
+                        "resolve", subject, at, context, device_id=truck, lat=household.lat, lon=household.lon,
+                        address=household.address, data={"household": household.id, "truck": truck}))
+                    for key in ("missed", "missed_at", "window_start"):
+                        state.pop(key, None)
             if "checked" not in state:
                 state["checked"] = now.timestamp()  # first seen now: earlier windows are not judged
+            window = self._last_window(household, now)
+            if window is not None and window.end.timestamp() > state["checked"]:
+                state["checked"] = window.end.timestamp()
+                start_s, end_s = window.start.timestamp(), window.end.timestamp()
+                if not any(start_s <= lift[0].timestamp() <= end_s for lift in lifts):
+                    state["missed"] = True
+                    state.setdefault("missed_at", end_s)
+                    state.setdefault("window_start", start_s)
+                    verdict.findings.append(self.finding(
+                        "open", subject, window.end, {**context, "date": window.start.date().isoformat()},
+                        lat=household.lat, lon=household.lon, address=household.address,
+                        data={"household": household.id, "tag": household.tag,
+                              "window_start": window.start.isoformat(), "window_end": window.end.isoformat()}))
+            if state != before:
                 verdict.states[subject] = state
-                continue
-            if window is None or window.end.timestamp() <= state["checked"]:
-                continue
-            state["checked"] = window.end.timestamp()
-            lifted = state.get("lifted")
-            if not (isinstance(lifted, int | float) and window.start.timestamp() <= lifted <= window.end.timestamp()):
-                state["missed"] = True
-                state.setdefault("missed_at", window.end.timestamp())
-                context = {"household": household.model_dump(), "device": {},
-                           "date": window.start.date().isoformat(), "window": household.window}
-                verdict.findings.append(self.finding(
-                    "open", subject, window.end, context, lat=household.lat, lon=household.lon,
-                    address=household.address,
-                    data={"household": household.id, "tag": household.tag, "window_start": window.start.isoformat(),
-                          "window_end": window.end.isoformat()}))
-            verdict.states[subject] = state
         return verdict
 
     def _last_window(self, household: Household, now: datetime) -> _Window | None:

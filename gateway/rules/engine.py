@@ -23,7 +23,16 @@ from gateway import metrics
 from gateway.devices import Device, DeviceDirectory
 from gateway.events import Finding, Reading, StateKey
 from gateway.rules.loader import RuleSet
-from gateway.rules.model import RuleBase, StateOf, SweepWorld, Verdict, device_context, reading_context
+from gateway.rules.model import (
+    Lift,
+    RuleBase,
+    StateOf,
+    SweepQuestions,
+    SweepWorld,
+    Verdict,
+    device_context,
+    reading_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,16 @@ class EngineResult:
 
 
 _NEVER = float("-inf")
+_LIFTS_KEPT = 64  # per tag, for a sweep that asks the engine's memory (a backtest): a few weeks of lifts
+
+
+@dataclass(frozen=True, slots=True)
+class SweepFacts:
+    """What a sweep decides on, read from what is committed: by whichever replica received the readings."""
+
+    last_seen: Mapping[str, datetime]
+    first_reading_after: Mapping[str, datetime]
+    lifts: Mapping[str, Sequence[Lift]]
 
 
 def _time_then_device(reading: Reading) -> tuple[datetime, str]:
@@ -85,6 +104,12 @@ class RuleEngine:
         self._devices_version: int | None = None
         self._views: dict[str, StateOf] = {}
         self._device_contexts: dict[str, tuple[Device | None, Mapping[str, Any]]] = {}
+        # What the engine saw itself, to answer the sweeps' questions when it runs alone (a backtest, a
+        # rule's test case): each watched device's first reading after a time, and each tag's last lifts.
+        self._watched: dict[str, float] = {}
+        self._first_after: dict[str, tuple[float, datetime]] = {}
+        self._lifts: dict[str, list[Lift]] = {}
+        self._watch_due = True
         self._load_stored()
 
     def replace_rules(self, rules: RuleSet) -> None:
@@ -93,7 +118,33 @@ class RuleEngine:
         self._selection.clear()
         self._selections_seen.clear()
         self._devices_version = None
+        self._watch_due = True
         self._load_stored()
+
+    @property
+    def sweeping_rule_ids(self) -> list[str]:
+        return [rule.id for rule in self.rules.rules if rule.sweeps]
+
+    def take_over_states(self, rule_ids: Iterable[str], stored: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
+        """The states of these rules as committed (by another replica, maybe), in place of what this one
+        holds: a replica that gains a lease (the sweeps, a partition) starts from there."""
+        wanted = set(rule_ids)
+        for key in [key for key in self.states if key[0] in wanted]:
+            del self.states[key]
+            self.evaluated_at.pop(key, None)
+        for key in [key for key in self._stored if key[0] in wanted]:
+            del self._stored[key]
+        by_id = self.rules.by_id
+        for rule_id, subject, state in stored:
+            if rule_id not in wanted:
+                continue
+            if isinstance(state.get("t"), int | float):
+                self.evaluated_at[(rule_id, subject)] = float(state["t"])
+            if rule_id in by_id:
+                self.states[(rule_id, subject)] = by_id[rule_id].load_state(state)
+            else:
+                self._stored[(rule_id, subject)] = state
+        self._watch_due = True
 
     def _load_stored(self) -> None:
         by_id = self.rules.by_id
@@ -122,7 +173,8 @@ class RuleEngine:
         selection = self._selections_seen.get(chosen)
         if selection is None:
             selection = self._selections_seen[chosen] = _Selection(
-                chosen, tuple((rule, rule.id, self._view(rule.id), rule.accepts_late) for rule in chosen),
+                chosen, tuple((rule, rule.id, self._view(rule.id), rule.accepts_late) for rule in chosen
+                              if rule.evaluates_readings),
                 tuple(rule for rule in chosen if rule.prepares))
         self._selection[(device_id, profile)] = (device, selection)
         return selection
@@ -148,12 +200,19 @@ class RuleEngine:
         last_seen = self.last_seen
         evaluated_at = self.evaluated_at
         contexts = self._device_contexts
+        if self._watch_due:
+            self._watch(now)
+        watched = self._watched
         for reading, device, steps in plan:
             device_id = reading.device_id
             # Silence is measured in device time too, like everything the rules decide.
             seen = last_seen.get(device_id)
             if seen is None or reading.time > seen:
                 last_seen[device_id] = reading.time
+            if watched:
+                self._note_watched(reading)
+            if reading.rfid is not None and reading.event == "bin_lift":
+                self._note_lift(reading)
             if not steps:
                 continue
             # A device's context is the same for all its readings: made once per device record.
@@ -183,10 +242,62 @@ class RuleEngine:
                 metrics.LATE_READINGS.inc()
         return result
 
-    def sweep(self, now: datetime) -> EngineResult:
+    def _note_watched(self, reading: Reading) -> None:
+        since = self._watched.get(reading.device_id)
+        t = reading.time.timestamp()
+        if since is None or t <= since:
+            return
+        known = self._first_after.get(reading.device_id)
+        if known is None or known[0] != since or reading.time < known[1]:
+            self._first_after[reading.device_id] = (since, reading.time)
+
+    def _note_lift(self, reading: Reading) -> None:
+        assert reading.rfid is not None
+        lifts = self._lifts.setdefault(reading.rfid, [])
+        lifts.append((reading.time, reading.device_id))
+        if len(lifts) > 1 and lifts[-1][0] < lifts[-2][0]:
+            lifts.sort()
+        if len(lifts) > _LIFTS_KEPT:
+            del lifts[0]
+
+    def _watch(self, now: datetime) -> None:
+        """Which devices' readings to note from now on, for the sweeps' questions (e.g. a silence open)."""
+        self._watch_due = False
+        self._watched = {device: at.timestamp() for device, at in self.sweep_questions(now).readings_after.items()}
+
+    def sweep_questions(self, now: datetime) -> SweepQuestions:
+        """What the sweep at `now` needs to know of the readings, for every sweeping rule."""
+        self._follow_devices()
+        asked = SweepQuestions()
+        for rule in self.rules.rules:
+            if rule.sweeps:
+                try:
+                    asked = asked | rule.sweep_questions(now, self.devices, self._view(rule.id))
+                except Exception:
+                    metrics.RULE_EVALUATION_ERRORS.inc()
+                    log.exception("rule %s failed to say what its sweep needs", rule.id)
+        return asked
+
+    def _remembered(self, asked: SweepQuestions) -> SweepFacts:
+        """The answers from what this engine saw itself."""
+        first = {}
+        for device, since in asked.readings_after.items():
+            known = self._first_after.get(device)
+            if known is not None and known[0] <= since.timestamp() < known[1].timestamp():
+                first[device] = known[1]
+        lifts = {tag: [lift for lift in self._lifts.get(tag, ()) if lift[0] >= since]
+                 for tag, since in asked.lifts_since.items()}
+        return SweepFacts(self.last_seen, first, lifts)
+
+    def sweep(self, now: datetime, facts: SweepFacts | None = None) -> EngineResult:
+        """The sweeping rules at `now`, deciding on `facts` read from what is committed, or (a replica
+        alone, a backtest) on what this engine saw."""
         self._follow_devices()
         result = EngineResult()
-        world = SweepWorld(self.devices, self.last_seen, self.profile_intervals)
+        if facts is None:
+            facts = self._remembered(self.sweep_questions(now))
+        world = SweepWorld(self.devices, facts.last_seen, self.profile_intervals, facts.first_reading_after,
+                           facts.lifts)
         now_s = now.timestamp()
         for rule in self.rules.rules:
             if not rule.sweeps:
@@ -198,6 +309,7 @@ class RuleEngine:
                 log.exception("rule %s failed on the sweep", rule.id)
                 continue
             self._apply(result, rule, verdict, None, now_s)
+        self._watch(now)
         return result
 
     def _view(self, rule_id: str) -> StateOf:

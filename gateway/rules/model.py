@@ -190,13 +190,41 @@ class Verdict:
 StateOf = Callable[[str], Mapping[str, Any] | None]
 
 
+Lift = tuple[datetime, str]  # a bin lift: when (device time), by which truck
+
+
+@dataclass(frozen=True, slots=True)
+class SweepQuestions:
+    """What a sweep needs to know of the readings beyond each device's latest: asked, before it runs, of
+    what is committed (whichever replica received them), or of the engine's memory in a backtest."""
+
+    readings_after: Mapping[str, datetime] = field(default_factory=dict)  # device → its first reading after
+    lifts_since: Mapping[str, datetime] = field(default_factory=dict)  # RFID tag → its bin lifts since
+
+    def __or__(self, other: SweepQuestions) -> SweepQuestions:
+        return SweepQuestions(_earliest(self.readings_after, other.readings_after),
+                              _earliest(self.lifts_since, other.lifts_since))
+
+
+def _earliest(a: Mapping[str, datetime], b: Mapping[str, datetime]) -> dict[str, datetime]:
+    merged = dict(a)
+    for key, value in b.items():
+        if key not in merged or value < merged[key]:
+            merged[key] = value
+    return merged
+
+
 @dataclass(frozen=True, slots=True)
 class SweepWorld:
-    """What a periodic sweep may look at besides the rule's states."""
+    """What a periodic sweep may look at besides the rule's states: facts about the readings, the same
+    whichever replica received them."""
 
     devices: DeviceDirectory
     last_seen: Mapping[str, datetime]  # device time of each device's latest reading
     profile_intervals: Mapping[str, float | None]  # the profiles' expected reporting intervals
+    # the answers to the rules' SweepQuestions
+    first_reading_after: Mapping[str, datetime] = field(default_factory=dict)  # device → device time
+    lifts: Mapping[str, Sequence[Lift]] = field(default_factory=dict)  # tag → its lifts since asked, in order
 
 
 class RuleBase:
@@ -216,6 +244,9 @@ class RuleBase:
     kind: str = ""
     # Whether the rule also runs on the periodic sweep (absence, collection), not only on readings.
     sweeps = False
+    # Whether the rule is evaluated on each reading at all: a kind decided on the sweep alone, from what is
+    # committed (absence), is not, so no replica's partial view of the readings can mislead it.
+    evaluates_readings: ClassVar[bool] = True
     # Whether the rule wants `prepare` called with each batch's readings of the devices it applies to.
     prepares = False
     # Whether every subject is the device a reading came from (or a part of it, a device's zone): then
@@ -270,8 +301,14 @@ class RuleBase:
         return Verdict(outcome.findings, {reading.device_id: outcome.state})
 
     def sweep(self, now: datetime, world: SweepWorld, state_of: StateOf) -> Verdict:
-        """With `sweeps`: called periodically on the injected clock."""
+        """With `sweeps`: called periodically on the injected clock, by one replica at a time (the holder
+        of the sweep lease), with what its `sweep_questions` asked answered in `world`."""
         return Verdict()
+
+    def sweep_questions(self, now: datetime, devices: DeviceDirectory, state_of: StateOf) -> SweepQuestions:
+        """With `sweeps`: what the sweep at `now` will need to know of the readings beyond the latest of
+        each device."""
+        return SweepQuestions()
 
     def devices_changed(self, devices: DeviceDirectory) -> None:
         """Called before evaluating when the device registry changed, for what a rule derives from it."""

@@ -2,8 +2,9 @@
 rules' states commit together, or none of them does.
 
 `BatchSink` is what the pipeline needs of a store; `PostgresSink` is the one it has. Errors come out as
-two kinds the pipeline acts on without knowing the database driver: `StoreUnavailable` (retry the same
-batch later) and `BatchRefused` (the content was refused: split the batch and dead-letter what fails).
+kinds the pipeline acts on without knowing the database driver: `StoreUnavailable` (retry the same batch
+later), `BatchRefused` (the content was refused: split the batch and dead-letter what fails) and
+`Fenced` (a lease it was made under changed hands: another replica now commits for it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gateway.events import Batch
 from gateway.store.cases import CaseChanges, apply_findings
 from gateway.store.dead_letter import insert_rejections
 from gateway.store.devices import touch_devices
+from gateway.store.leases import check_fences
 from gateway.store.organisations import Assigner
 from gateway.store.rule_state import save_rule_states
 from gateway.store.telemetry import insert_readings
@@ -66,6 +68,7 @@ async def commit_batch(pool: AsyncConnectionPool, batch: Batch, correlation_dist
     """`correlation_*`: an incident a rule opens is linked to open citizen reports this near and recent;
     `assign` routes each incident opened to its organisation, with its deadlines."""
     async with pool.connection() as conn, conn.transaction():
+        await check_fences(conn, batch.fences)  # first: a lease taken over meanwhile refuses it all
         inserted = await insert_readings(conn, batch.readings)
         await insert_rejections(conn, batch.rejections)
         await touch_devices(conn, batch.devices_seen)

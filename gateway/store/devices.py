@@ -32,7 +32,7 @@ def devices_by_id(conn: psycopg.Connection[Any], device_ids: Sequence[str] | Non
     return [_device(row) for row in rows.fetchall()]
 
 
-_SEEN_TYPES = ["text", "text", "text", "timestamptz", "int8", "int8"]
+_SEEN_TYPES = ["text", "text", "text", "timestamptz", "int8", "int8", "timestamptz"]
 
 
 async def touch_devices(conn: AsyncConnection, seen: Iterable[DeviceSeen]) -> None:
@@ -47,7 +47,8 @@ async def touch_devices(conn: AsyncConnection, seen: Iterable[DeviceSeen]) -> No
         async with cur.copy(query("copy_devices_seen_staging")) as copy:
             copy.set_types(_SEEN_TYPES)
             for s in rows:
-                await copy.write_row((s.device_id, s.profile, s.kind, s.last_received_at, s.frames_lost, s.last_f_cnt))
+                await copy.write_row((s.device_id, s.profile, s.kind, s.last_received_at, s.frames_lost, s.last_f_cnt,
+                                      s.last_reading_at))
         await cur.execute(query("touch_devices"))
 
 

@@ -22,21 +22,24 @@ ON CONFLICT (message_key) DO NOTHING;
 -- name: create_devices_seen_staging
 -- Per connection: what a batch says about its devices, COPYed in, emptied at commit.
 CREATE TEMP TABLE IF NOT EXISTS devices_seen_staging
-    (device_id text, profile text, kind text, seen timestamptz, frames_lost bigint, f_cnt bigint)
+    (device_id text, profile text, kind text, seen timestamptz, frames_lost bigint, f_cnt bigint,
+     reading_at timestamptz)
     ON COMMIT DELETE ROWS;
 
 -- name: copy_devices_seen_staging
-COPY devices_seen_staging (device_id, profile, kind, seen, frames_lost, f_cnt) FROM STDIN (FORMAT BINARY);
+COPY devices_seen_staging (device_id, profile, kind, seen, frames_lost, f_cnt, reading_at) FROM STDIN (FORMAT BINARY);
 
 -- name: touch_devices
 -- Registers unknown devices of accepting profiles and moves last_seen forward, in device_id order so
 -- that concurrent replicas lock rows in the same order.
-INSERT INTO devices AS d (device_id, profile, kind, first_seen, last_seen, uplink_frames_lost, last_f_cnt)
-SELECT device_id, profile, kind, seen, seen, frames_lost, f_cnt
+INSERT INTO devices AS d (device_id, profile, kind, first_seen, last_seen, uplink_frames_lost, last_f_cnt,
+                          last_reading_at)
+SELECT device_id, profile, kind, seen, seen, frames_lost, f_cnt, reading_at
 FROM devices_seen_staging
 ORDER BY device_id
 ON CONFLICT (device_id) DO UPDATE
     SET last_seen = GREATEST(d.last_seen, EXCLUDED.last_seen),
+        last_reading_at = GREATEST(d.last_reading_at, EXCLUDED.last_reading_at),
         first_seen = COALESCE(d.first_seen, EXCLUDED.first_seen),
         uplink_frames_lost = d.uplink_frames_lost + EXCLUDED.uplink_frames_lost,
         last_f_cnt = COALESCE(EXCLUDED.last_f_cnt, d.last_f_cnt);
@@ -874,3 +877,65 @@ WHERE i.rated_at >= %(start)s AND i.rated_at < %(end)s AND i.jurisdiction_id = %
   AND (%(organisations)s::bigint[] IS NULL OR i.organisation_id = ANY(%(organisations)s::bigint[]))
 GROUP BY GROUPING SETS ((i.service_code), (coalesce(o.slug, '')), (to_char(i.rated_at AT TIME ZONE 'UTC', 'YYYY-MM')))
 ORDER BY 1, 2, 3;
+
+-- name: acquire_lease
+-- Takes the lease when it is free, expired or already ours, and keeps it until `ttl_s` from now (the
+-- database's clock, the same for every replica). The epoch grows each time it changes hands. No row: held
+-- by another replica.
+INSERT INTO leases AS l (name, holder, epoch, expires_at)
+VALUES (%(name)s, %(holder)s, 1, clock_timestamp() + make_interval(secs => %(ttl_s)s))
+ON CONFLICT (name) DO UPDATE
+    SET holder = EXCLUDED.holder,
+        epoch = CASE WHEN l.holder IS NOT DISTINCT FROM EXCLUDED.holder THEN l.epoch ELSE l.epoch + 1 END,
+        acquired_at = CASE WHEN l.holder IS NOT DISTINCT FROM EXCLUDED.holder THEN l.acquired_at ELSE clock_timestamp() END,
+        expires_at = EXCLUDED.expires_at
+    WHERE l.holder IS NOT DISTINCT FROM EXCLUDED.holder OR l.holder IS NULL OR l.expires_at < clock_timestamp()
+RETURNING epoch;
+
+-- name: release_lease
+UPDATE leases SET holder = NULL, expires_at = clock_timestamp() WHERE name = %(name)s AND holder = %(holder)s;
+
+-- name: lease_holder
+SELECT holder, epoch, expires_at, expires_at > clock_timestamp() AS live FROM leases WHERE name = %s;
+
+-- name: lock_fences
+-- The leases a commit is made under, locked until it commits: a replica taking one over waits for it.
+SELECT name, holder, epoch FROM leases WHERE name = ANY(%s) ORDER BY name FOR SHARE;
+
+-- name: replica_heartbeat
+INSERT INTO replicas (replica_id, heartbeat_at) VALUES (%s, now())
+ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now();
+
+-- name: replica_gone
+DELETE FROM replicas WHERE replica_id = %s;
+
+-- name: live_replicas
+SELECT replica_id FROM replicas WHERE heartbeat_at > now() - make_interval(secs => %s) ORDER BY replica_id;
+
+-- name: sweep_last_readings
+-- What silence is judged on: each device's latest reading, in device time, as committed by any replica.
+SELECT device_id, last_reading_at FROM devices WHERE last_reading_at IS NOT NULL;
+
+-- name: sweep_first_readings_after
+-- For each (device, since): the device time of its first reading after `since`.
+SELECT q.device_id,
+       (SELECT min(t.time) FROM telemetry t WHERE t.device_id = q.device_id AND t.time > q.since)
+FROM unnest(%s::text[], %s::timestamptz[]) AS q(device_id, since);
+
+-- name: sweep_lifts_since
+-- For each (tag, since): that tag's bin lifts since then, by any truck, as committed by any replica.
+SELECT q.tag, t.time, t.device_id
+FROM unnest(%s::text[], %s::timestamptz[]) AS q(tag, since)
+JOIN telemetry t ON t.rfid = q.tag AND t.event = 'bin_lift' AND t.time >= q.since
+ORDER BY q.tag, t.time;
+
+-- name: take_dead_lease
+-- Takes over a lease from a holder known to be dead (a crashed process of this host) without waiting
+-- for it to expire.
+UPDATE leases SET holder = %(holder)s, epoch = epoch + 1, acquired_at = clock_timestamp(),
+                  expires_at = clock_timestamp() + make_interval(secs => %(ttl_s)s)
+WHERE name = %(name)s AND holder = %(dead)s
+RETURNING epoch;
+
+-- name: rule_states_of
+SELECT rule_id, subject, state FROM rule_state WHERE rule_id = ANY(%s);

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -26,4 +26,11 @@ async def save_rule_states(conn: AsyncConnection,
 async def load_rule_states(conn: AsyncConnection) -> list[tuple[str, str, dict[str, Any]]]:
     async with conn.cursor() as cur:
         await cur.execute(query("all_rule_state"))
+        return [(rule_id, subject, state) for rule_id, subject, state in await cur.fetchall()]
+
+
+async def load_rule_states_of(conn: AsyncConnection, rule_ids: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The committed states of these rules (by whichever replica): what a replica gaining a lease starts from."""
+    async with conn.cursor() as cur:
+        await cur.execute(query("rule_states_of"), (list(rule_ids),))
         return [(rule_id, subject, state) for rule_id, subject, state in await cur.fetchall()]

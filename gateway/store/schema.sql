@@ -19,7 +19,9 @@ CREATE TABLE devices (
     uplink_frames_lost bigint NOT NULL DEFAULT 0,
     last_f_cnt  bigint,
     -- the municipality it serves ('' on a single-city install): only that city's rules apply to it
-    jurisdiction_id text NOT NULL DEFAULT ''
+    jurisdiction_id text NOT NULL DEFAULT '',
+    -- the device time of its latest reading (last_seen is when it was received): silence is judged on it
+    last_reading_at timestamptz
 );
 CREATE INDEX devices_kind_idx ON devices (kind);
 
@@ -60,6 +62,9 @@ BEGIN
     END IF;
 END
 $migration$;
+
+-- Sweeps decide collections from the lifts committed, by tag and time, whichever replica stored them.
+CREATE INDEX telemetry_lifts_idx ON telemetry (rfid, time) WHERE event = 'bin_lift';
 
 -- Plain-PostgreSQL partition upkeep: one partition per UTC day. Rows that fell into the default partition
 -- for a day are moved into the new partition, so creating it never fails. Serialized across replicas.
@@ -246,8 +251,11 @@ CREATE TABLE rule_state (
     subject     text NOT NULL,
     state       jsonb NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- the RabbitMQ partition it was written under: the replica that gains the partition loads these
+    partition   integer,
     PRIMARY KEY (rule_id, subject)
 );
+CREATE INDEX rule_state_partition_idx ON rule_state (partition) WHERE partition IS NOT NULL;
 
 -- Webhooks deliver incident_events in order from here; the cursor survives restarts.
 CREATE TABLE webhook_cursor (
@@ -385,3 +393,21 @@ CREATE TABLE photos (
     created_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX photos_incident_idx ON photos (incident_id);
+
+-- Several replicas. A lease is held by one replica at a time until it expires (the sweeps; the MQTT session
+-- of an active–standby pair; a RabbitMQ partition); its epoch grows each time it changes hands, and a commit
+-- made under a lease checks it in the same transaction (fencing).
+CREATE TABLE leases (
+    name         text PRIMARY KEY,
+    holder       text,
+    epoch        bigint NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    acquired_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- The live replicas, each with its last heartbeat: partitions are spread over those whose heartbeat is fresh.
+CREATE TABLE replicas (
+    replica_id    text PRIMARY KEY,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at  timestamptz NOT NULL
+);

@@ -4,10 +4,7 @@ either, and after a restart every message is in `telemetry` exactly once."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,25 +15,9 @@ import pytest
 from gateway.embedded.ports import free_port
 from gateway.embedded.postgres import Postgres
 from gateway.settings import Settings
-from tests.support import REPO, publish, publish_until, scalar, sql, wait_until
+from tests.support import publish, publish_until, scalar, serve, sql, wait_until
 
 MESSAGES = 20000  # several times the receive maximum, so the stop always lands mid-stream
-
-
-def serve(settings: Settings, api_port: int, **more_env: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "WASTEGATE_DATABASE_URL": settings.database_url,
-        "WASTEGATE_MQTT_URL": settings.mqtt_url,
-        "WASTEGATE_MQTT_CLIENT_ID": "wastegate-shutdown-test",
-        "WASTEGATE_PROFILES_DIR": str(settings.profiles_dir),
-        "WASTEGATE_API_PORT": str(api_port),
-        "WASTEGATE_BATCH_MAX_SIZE": "200",
-        "WASTEGATE_DEVICE_RATE_LIMIT_PER_S": "0",
-        **more_env,
-    }
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env, cwd=REPO,
-                            stderr=subprocess.PIPE)
 
 
 BASE = datetime.now(UTC) - timedelta(hours=1)

@@ -75,8 +75,9 @@ def test_the_sweep_finds_silent_devices() -> None:
     assert [(f.action, f.subject) for f in result.findings] == [("open", "D1")]
     assert result.findings[0].time == T0 + timedelta(minutes=25)  # when the silence went beyond the limit
     assert e.sweep(T0 + timedelta(minutes=27)).findings == []
-    back = e.evaluate([reading(28 * 60, "D1")], T0)
-    assert [(f.action, f.subject) for f in back.findings] == [("resolve", "D1")]
+    assert e.evaluate([reading(28 * 60, "D1")], T0).findings == []
+    back = e.sweep(T0 + timedelta(minutes=29))  # the sweep after the reading resolves, dated at the reading
+    assert [(f.action, f.subject, f.time) for f in back.findings] == [("resolve", "D1", T0 + timedelta(minutes=28))]
 
 
 def test_shipped_rules_load() -> None:
@@ -93,6 +94,8 @@ def test_a_failing_rule_costs_its_verdict_not_the_batch() -> None:
         kind = "threshold"
         prepares = True
         accepts_late = False
+        evaluates_readings = True
+        sweeps = False
 
         def applies_to(self, *args: object) -> bool:
             return True
