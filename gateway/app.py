@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,9 +19,10 @@ from gateway.api.app import create_api
 from gateway.api.context import ApiContext
 from gateway.catalogue import load_service_codes
 from gateway.cluster.lease import LeaseKeeper, new_replica_id
+from gateway.cluster.partitions import PartitionKeeper
 from gateway.cluster.sweeps import SWEEP_LEASE, DatabaseSweeps
 from gateway.devices import DeviceDirectory
-from gateway.events import Fence
+from gateway.events import Fence, RawMessage
 from gateway.ingest import IngestLimits, Ingestor
 from gateway.ingest.frame_counters import FrameCounters
 from gateway.ingest.rate_limit import DeviceRateLimiter
@@ -34,13 +35,18 @@ from gateway.profiles.loader import ProfileSet, load_profiles
 from gateway.rules.engine import RuleEngine
 from gateway.rules.loader import RuleFileError, RuleSet, files_signature, load_rules
 from gateway.settings import Settings
-from gateway.sources.mqtt import MqttSourceConfig
+from gateway.sources.amqp import AmqpSource, AmqpSourceConfig
+from gateway.sources.mqtt import MqttSource, MqttSourceConfig
 from gateway.store.batch import PostgresSink
 from gateway.store.devices import load_devices
 from gateway.store.leases import Fenced
 from gateway.store.migrate import maintain_partitions
 from gateway.store.pool import open_pool
-from gateway.store.rule_state import load_rule_states
+from gateway.store.rule_state import (
+    load_rule_states,
+    load_rule_states_of_partition,
+    load_rule_states_outside_partitions,
+)
 from gateway.webhooks import WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -50,6 +56,15 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def build_source(settings: Settings, profiles: ProfileSet) -> MqttSource | AmqpSource:
+    """RabbitMQ partitions when `amqp_url` is set, else MQTT."""
+    subscriptions = tuple(profiles.subscriptions + settings.mqtt_extra_subscriptions)
+    if settings.amqp_url:
+        return AmqpSourceConfig(url=settings.amqp_url, subscriptions=subscriptions, partitions=settings.amqp_partitions,
+                                prefetch=settings.amqp_prefetch, queue_type=settings.amqp_queue_type).build()
+    return source_config(settings, profiles).build()
 
 
 def source_config(settings: Settings, profiles: ProfileSet) -> MqttSourceConfig:
@@ -74,7 +89,10 @@ class StartRefused(Exception):
 
 def mqtt_lease_name(settings: Settings) -> str | None:
     """The lease a replica must hold to consume from MQTT: one consumer per client id (the broker keeps one
-    session per id), and one per shared group unless the broker deals a group out by topic."""
+    session per id), and one per shared group unless the broker deals a group out by topic. None on
+    RabbitMQ, where each partition has its lease."""
+    if settings.amqp_url:
+        return None
     if settings.mqtt_shared_group:
         return None if settings.mqtt_shared_by_topic else f"mqtt-shared:{settings.mqtt_shared_group}"
     return f"mqtt:{settings.mqtt_client_id}"
@@ -116,12 +134,14 @@ class Gateway:
         self.rules = self._load_rules(None)
         self.devices = DeviceDirectory()
         self.engine: RuleEngine | None = None
-        self.source = source_config(settings, self.profiles).build()
+        self.source = build_source(settings, self.profiles)
+        self._partitioned = bool(settings.amqp_url)
         self.pipeline: Pipeline | None = None
         self._refused_signature: tuple[tuple[str, int, int], ...] | None = None
         self._database_ok = True
         self.cities: Cities | None = None
         self.replica_id = settings.replica_id or new_replica_id()
+        self.partitions: PartitionKeeper | None = None
         self.leases: list[LeaseKeeper] = []
         self.lost_lease = False  # stopped because another replica took over the MQTT session
     def readiness(self) -> dict[str, bool]:
@@ -177,6 +197,8 @@ class Gateway:
             for task in self._renewing:
                 task.cancel()
             await asyncio.gather(*self._renewing, return_exceptions=True)
+            if self.partitions is not None:
+                await self.partitions.leave()
             for lease in self.leases:
                 await lease.release()
             # Connections still out (a commit abandoned at the end of the grace) are not waited for long.
@@ -237,6 +259,17 @@ class Gateway:
             self._lost(None)
             stop.set()
 
+    async def _load_partition(self, pool: AsyncConnectionPool, partition: int) -> None:
+        """Before a gained partition's first message: its rule states as committed, in place of what this
+        replica remembers of its devices from when it last held it."""
+        assert self.engine is not None and self.pipeline is not None
+        async with pool.connection() as conn:
+            stored = await load_rule_states_of_partition(conn, partition)
+        devices = {device for device, p in self.pipeline.device_partitions.items() if p == partition}
+        devices.update(subject for _, subject, _ in stored)
+        sweeping = set(self.engine.sweeping_rule_ids)
+        self.engine.take_over_states(lambda key: key[0] not in sweeping and key[1] in devices, stored)
+
     def _lost(self, fenced: Fenced | None) -> None:
         if not self.lost_lease:
             log.error("another replica has taken over the MQTT session: stopping, nothing more is committed "
@@ -278,26 +311,40 @@ class Gateway:
             counters, DeviceRateLimiter(settings.device_rate_limit_per_s, settings.device_rate_window_s),
         )
         async with pool.connection() as conn:
-            stored_states = await load_rule_states(conn)
+            # Partitioned: each partition's states come with its lease (`_load_partition`).
+            stored_states = await (load_rule_states_outside_partitions(conn) if self._partitioned
+                                   else load_rule_states(conn))
         self.engine = RuleEngine(
             self.rules, self.devices, {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
             stored_states, {d.device_id: d.last_seen for d in self.devices if d.last_seen is not None},
         )
         assert self.cities is not None, "the municipalities are loaded before the gateway starts"
         sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s, self.cities)
-        def fences() -> tuple[Fence, ...]:
+        def fences(batch: Sequence[RawMessage]) -> tuple[Fence, ...]:
+            if self.partitions is not None:
+                return self.partitions.fences(batch)
             return (consuming.last_fence,) if consuming is not None and consuming.last_fence else ()
 
-        def fenced(exc: Fenced) -> None:
+        def fenced(exc: Fenced, batch: Sequence[RawMessage]) -> bool:
+            if self.partitions is not None:
+                self.partitions.abandon(batch)  # requeued by the broker, taken again from what is committed
+                return True
             self._lost(exc)
             stop.set()
+            return False
 
+        source = self.source
         self.pipeline = Pipeline(
-            self.source, ingestor, sink, settings.batch_max_size, settings.batch_max_age_ms / 1000,
+            source, ingestor, sink, settings.batch_max_size, settings.batch_max_age_ms / 1000,
             self.engine, self.clock, settings.shutdown_grace_s, DatabaseSweeps(pool, sweeping), fences, fenced,
+            source.partition if isinstance(source, AmqpSource) else None,
         )
         _settle_garbage_collector()
-        await self.source.start()
+        await source.start()
+        if isinstance(source, AmqpSource):
+            self.partitions = PartitionKeeper(pool, source, self.replica_id, settings.lease_s,
+                                              source.config.partitions, lambda p: self._load_partition(pool, p))
+            self._renewing.append(asyncio.create_task(self.partitions.run()))
         tasks.create_task(self.pipeline.run(stop))
         tasks.create_task(self._every(settings.device_refresh_s, lambda: self._refresh_devices(pool), stop))
         tasks.create_task(self._every(3600, lambda: asyncio.to_thread(self._maintain_partitions), stop))

@@ -165,6 +165,8 @@ class Batch:
     states: Mapping[StateKey, Mapping[str, Any] | None] = field(default_factory=dict)
     # the leases this commit is made under: it is refused as a whole if one of them has changed hands
     fences: Sequence[Fence] = ()
+    # the RabbitMQ partition of each device whose readings it holds, noted with the rules' states
+    partitions: Mapping[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.rejections or self.devices_seen or self.findings or self.states)

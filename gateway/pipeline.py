@@ -40,6 +40,7 @@ from gateway.store.leases import Fenced
 log = logging.getLogger(__name__)
 
 Prepared = tuple[IngestResult, EngineResult | None]
+_REDELIVERED = CommitStats(0, 0, 0)  # refused under a lease taken over; the source delivers it again
 
 
 class SweepAuthority(Protocol):
@@ -68,12 +69,15 @@ class Pipeline:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         shutdown_grace_s: float = 15.0,
         sweeps: SweepAuthority | None = None,
-        fences: Callable[[], Sequence[Fence]] = tuple,
-        on_fenced: Callable[[Fenced], None] | None = None,
+        fences: Callable[[Sequence[RawMessage]], Sequence[Fence]] = lambda batch: (),
+        on_fenced: Callable[[Fenced, Sequence[RawMessage]], bool] | None = None,
+        partition_of: Callable[[RawMessage], int | None] | None = None,
     ) -> None:
-        """`sweeps`: None sweeps on what this replica saw (alone, or a test); `fences`: the leases each
-        batch of readings commits under (an MQTT session of an active–standby pair); `on_fenced`: told
-        when one was taken over, the batch then left unacknowledged."""
+        """`sweeps`: None sweeps on what this replica saw (alone, or a test); `fences`: the leases a batch
+        of readings commits under (an MQTT session of an active–standby pair, RabbitMQ partitions);
+        `on_fenced`: told when one was taken over, the batch left unacknowledged, and True when the source
+        delivers it again (a partition requeued) so the pipeline goes on; `partition_of`: the partition a
+        message came from, noted with the rules' states."""
         self.source = source
         self.ingestor = ingestor
         self.sink = sink
@@ -90,6 +94,8 @@ class Pipeline:
         self.sweeps = sweeps
         self.fences = fences
         self.on_fenced = on_fenced
+        self.partition_of = partition_of
+        self.device_partitions: dict[str, int] = {}  # the partition each device's readings last came from
         self._sweep_epoch: int | None = None  # the sweep lease's epoch the sweeping rules' states are from
 
     def request_sweep(self) -> None:
@@ -143,7 +149,7 @@ class Pipeline:
         that one was committing). A batch whose predecessor was given up is not committed either."""
         if committing is not None and not await committing:
             return committing
-        fences = (sweep,) if sweep is not None else tuple(self.fences())
+        fences = (sweep,) if sweep is not None else tuple(self.fences(batch))
         return asyncio.create_task(self.commit(batch, *prepared, fences=fences))
 
     async def _sweep(self, committing: asyncio.Task[bool] | None) -> asyncio.Task[bool] | None:
@@ -164,7 +170,9 @@ class Pipeline:
             if fence.epoch != self._sweep_epoch:
                 # The lease is new to this replica: start from the states its last holder committed.
                 rule_ids = self.engine.sweeping_rule_ids
-                self.engine.take_over_states(rule_ids, await self.sweeps.committed_states(rule_ids))
+                sweeping = set(rule_ids)
+                self.engine.take_over_states(lambda key: key[0] in sweeping,
+                                             await self.sweeps.committed_states(rule_ids))
                 self._sweep_epoch = fence.epoch
             now = self.clock()
             facts = await self.sweeps.facts(self.engine.sweep_questions(now))
@@ -189,6 +197,8 @@ class Pipeline:
         stats = await self._commit_with_retry(batch, result, rules, fences)
         if stats is None:
             return False  # gave up while stopping: unacknowledged, so the broker redelivers
+        if stats is _REDELIVERED:
+            return True
         if batch:
             self.source.ack(batch)
         count_case_changes(stats.cases)
@@ -220,7 +230,8 @@ class Pipeline:
     async def _commit_with_retry(self, batch: list[RawMessage], result: IngestResult,
                                  rules: EngineResult | None, fences: Sequence[Fence] = ()) -> CommitStats | None:
         whole = Batch(result.readings, result.rejections, result.devices_seen,
-                      rules.findings if rules else (), rules.states if rules else {}, fences)
+                      rules.findings if rules else (), rules.states if rules else {}, fences,
+                      self._partitions(batch, result))
         delay = 0.2
         while True:
             started = time.perf_counter()
@@ -254,6 +265,20 @@ class Pipeline:
         log.error("stopping with an uncommitted batch of %d messages; the broker will redeliver it", len(batch))
         return None
 
+    def _partitions(self, batch: list[RawMessage], result: IngestResult) -> dict[str, int]:
+        if self.partition_of is None or not batch:
+            return {}
+        partitions: dict[str, int] = {}
+        start = 0
+        for message, end in zip(batch, result.ends, strict=True):
+            partition = self.partition_of(message)
+            if partition is not None:
+                for reading in result.readings[start:end]:
+                    partitions[reading.device_id] = partition
+            start = end
+        self.device_partitions.update(partitions)
+        return partitions
+
     def _fenced(self, exc: Fenced, batch: list[RawMessage]) -> CommitStats | None:
         """A lease the commit was made under has changed hands: another replica decides now. A sweep's
         output is dropped (the next holder sweeps again from what is committed); a batch of readings is
@@ -263,9 +288,9 @@ class Pipeline:
             log.warning("sweep not committed: %s", exc)
             self._sweep_epoch = None
             return CommitStats(0, 0, 0)
-        log.error("batch of %d messages not committed: %s", len(batch), exc)
-        if self.on_fenced is not None:
-            self.on_fenced(exc)
+        log.warning("batch of %d messages not committed: %s", len(batch), exc)
+        if self.on_fenced is not None and self.on_fenced(exc, batch):
+            return _REDELIVERED
         return None
 
     async def _commit_one_by_one(self, batch: list[RawMessage], result: IngestResult,

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     # shared group) stops or dies, then takes over its session. Leases (the sweeps, the MQTT session) last
     # `lease_s` and are renewed every third of it: a dead replica's lease is taken within `lease_s` plus a
     # third (at once when it was a process of the same host).
+    # RabbitMQ partitions (instead of MQTT): devices publish MQTT to RabbitMQ's MQTT plugin; the gateway
+    # consumes `amqp_partitions` queues fed by a consistent-hash exchange, spread over the live replicas.
+    amqp_url: str = ""  # amqp://user:pass@host:port/vhost
+    amqp_partitions: int = Field(default=16, ge=1, le=256)
+    amqp_prefetch: int = Field(default=1000, ge=1, le=65535)
+    amqp_queue_type: Literal["classic", "quorum"] = "classic"
     standby: bool = False
     lease_s: float = Field(default=15.0, ge=1, le=300)
     replica_id: str | None = None  # default: host/pid/process/n

@@ -16,6 +16,7 @@ from hypothesis import settings as hypothesis_settings
 
 from gateway.embedded.mosquitto import Mosquitto
 from gateway.embedded.postgres import Postgres
+from gateway.embedded.rabbitmq import RabbitMQ, find_rabbitmq
 from gateway.settings import Settings
 from gateway.store.migrate import apply_storage_policies, migrate
 from tests.mail import smtp  # noqa: F401  (the SMTP server fixture, for every test that needs one)
@@ -51,6 +52,35 @@ def _throwaway_database(postgres: Postgres, prefix: str, template: str | None) -
     yield postgres.url(name)
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    """One RabbitMQ node for the session (it takes about ten seconds to start), with the MQTT and
+    consistent-hash plugins; each test gets a virtual host of its own (`rabbitmq`)."""
+    if find_rabbitmq() is None:
+        pytest.fail("rabbitmq-server is not installed: .ci/run installs it (Debian: apt-get install rabbitmq-server)")
+    with RabbitMQ(tmp_path_factory.mktemp("rabbitmq")) as node:
+        yield node
+
+
+@pytest.fixture
+def rabbitmq(rabbitmq_node: RabbitMQ) -> Iterator[RabbitVhost]:
+    """A fresh virtual host of the session's node: its own exchanges and queues, nothing left by another test."""
+    vhost = f"t{next(_db_numbers)}"
+    rabbitmq_node.ctl("add_vhost", vhost)
+    rabbitmq_node.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield RabbitVhost(rabbitmq_node, vhost)
+    rabbitmq_node.ctl("delete_vhost", vhost)
+
+
+class RabbitVhost:
+    def __init__(self, node: RabbitMQ, vhost: str) -> None:
+        self.node = node
+        self.vhost = vhost
+        self.amqp_url = f"amqp://guest:guest@127.0.0.1:{node.amqp_port}/{vhost}"
+        # RabbitMQ's MQTT plugin takes the virtual host from the user name, `vhost:user`
+        self.mqtt_url = f"mqtt://{vhost}%3Aguest:guest@127.0.0.1:{node.mqtt_port}"
 
 
 @pytest.fixture

@@ -56,7 +56,6 @@ class RabbitMQ:
             "RABBITMQ_PID_FILE": str(self.directory / "rabbitmq.pid"),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_PORT": str(self.epmd_port),
-            "RABBITMQ_ALLOW_INPUT": "false",
         }
 
     def write_config(self) -> None:
@@ -81,8 +80,9 @@ class RabbitMQ:
     def start(self, timeout_s: float = 90.0) -> RabbitMQ:
         self.write_config()
         log = (self.directory / "server.log").open("ab")
-        self.process = subprocess.Popen([str(SERVER)], env=self.environment(), stdout=log, stderr=log,
-                                        cwd=self.directory, start_new_session=True)
+        # With a terminal (or any readable stdin) the script starts an Erlang shell instead of the node.
+        self.process = subprocess.Popen([str(SERVER)], env=self.environment(), stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=log, cwd=self.directory, start_new_session=True)
         try:
             # The MQTT listener opens after the plugins: when it answers, the node is ready for both.
             wait_for_port(self.amqp_port, timeout_s=timeout_s)

@@ -14,7 +14,7 @@ was evaluated at.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -125,18 +125,18 @@ class RuleEngine:
     def sweeping_rule_ids(self) -> list[str]:
         return [rule.id for rule in self.rules.rules if rule.sweeps]
 
-    def take_over_states(self, rule_ids: Iterable[str], stored: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
-        """The states of these rules as committed (by another replica, maybe), in place of what this one
-        holds: a replica that gains a lease (the sweeps, a partition) starts from there."""
-        wanted = set(rule_ids)
-        for key in [key for key in self.states if key[0] in wanted]:
+    def take_over_states(self, replaced: Callable[[StateKey], bool],
+                         stored: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
+        """The states `replaced` selects, as committed (by another replica, maybe), in place of what this
+        one holds: a replica that gains a lease (the sweeps, a partition) starts from there."""
+        for key in [key for key in self.states if replaced(key)]:
             del self.states[key]
             self.evaluated_at.pop(key, None)
-        for key in [key for key in self._stored if key[0] in wanted]:
+        for key in [key for key in self._stored if replaced(key)]:
             del self._stored[key]
         by_id = self.rules.by_id
         for rule_id, subject, state in stored:
-            if rule_id not in wanted:
+            if not replaced((rule_id, subject)):
                 continue
             if isinstance(state.get("t"), int | float):
                 self.evaluated_at[(rule_id, subject)] = float(state["t"])

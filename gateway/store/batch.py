@@ -77,5 +77,5 @@ async def commit_batch(pool: AsyncConnectionPool, batch: Batch, correlation_dist
             cases = await apply_findings(conn, batch.findings, correlation_distance_m=correlation_distance_m,
                                          correlation_window_s=correlation_window_s, assign=assign)
         if batch.states:
-            await save_rule_states(conn, batch.states)
+            await save_rule_states(conn, batch.states, batch.partitions)
     return CommitStats(inserted, len(batch.readings) - inserted, len(batch.rejections), cases)

@@ -134,8 +134,9 @@ INSERT INTO incident_events (incident_id, kind, actor, from_status, to_status, n
 VALUES (%(incident_id)s, %(kind)s, %(actor)s, %(from_status)s, %(to_status)s, %(note)s, %(data)s);
 
 -- name: upsert_rule_state
-INSERT INTO rule_state (rule_id, subject, state, updated_at) VALUES (%s, %s, %s, now())
-ON CONFLICT (rule_id, subject) DO UPDATE SET state = EXCLUDED.state, updated_at = now();
+INSERT INTO rule_state (rule_id, subject, state, partition, updated_at) VALUES (%s, %s, %s, %s, now())
+ON CONFLICT (rule_id, subject) DO UPDATE SET state = EXCLUDED.state, partition = EXCLUDED.partition,
+                                             updated_at = now();
 
 -- name: delete_rule_state
 DELETE FROM rule_state WHERE rule_id = %s AND subject = %s;
@@ -939,3 +940,9 @@ RETURNING epoch;
 
 -- name: rule_states_of
 SELECT rule_id, subject, state FROM rule_state WHERE rule_id = ANY(%s);
+
+-- name: rule_states_of_partition
+SELECT rule_id, subject, state FROM rule_state WHERE partition = %s;
+
+-- name: rule_states_outside_partitions
+SELECT rule_id, subject, state FROM rule_state WHERE partition IS NULL;
