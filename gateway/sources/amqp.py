@@ -163,6 +163,11 @@ class AmqpSource:
     def is_connected(self) -> bool:
         return self.connected.is_set()
 
+    async def wait_connected(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), timeout_s)
+        return self.connected.is_set()
+
     def pending_count(self) -> int:
         return len(self._pending)
 
