@@ -107,6 +107,9 @@ class Finding:
     # The rule's overrides of its service's routing: organisation, priority, respond_within, resolve_within.
     handling: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     jurisdiction: str = ""  # the municipality of the rule ('' on a single-city install)
+    # The message key of the reading it was concluded on (None: a sweep's): if that reading is already
+    # stored, its findings were committed with it, and a redelivery does not count them again.
+    message_key: bytes | None = None
 
     @property
     def dedupe_key(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -236,6 +236,9 @@ class RuleEngine:
                     continue
                 if t > previous:
                     evaluated_at[key] = t
+                if verdict.findings:
+                    verdict = Verdict([replace(f, message_key=reading.message_key) for f in verdict.findings],
+                                      verdict.states)
                 if verdict.findings or verdict.states:
                     self._apply(result, rule, verdict, t)
             if late:

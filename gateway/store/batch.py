@@ -69,12 +69,17 @@ async def commit_batch(pool: AsyncConnectionPool, batch: Batch, correlation_dist
     `assign` routes each incident opened to its organisation, with its deadlines."""
     async with pool.connection() as conn, conn.transaction():
         await check_fences(conn, batch.fences)  # first: a lease taken over meanwhile refuses it all
-        inserted = await insert_readings(conn, batch.readings)
+        # A reading already stored was committed with its findings: a redelivery must not count them again.
+        keyed = any(f.message_key is not None for f in batch.findings)
+        new_keys: set[bytes] | None = set() if keyed else None
+        inserted = await insert_readings(conn, batch.readings, new_keys)
+        findings = batch.findings if new_keys is None else \
+            [f for f in batch.findings if f.message_key is None or f.message_key in new_keys]
         await insert_rejections(conn, batch.rejections)
         await touch_devices(conn, batch.devices_seen)
         cases = CaseChanges()
-        if batch.findings:
-            cases = await apply_findings(conn, batch.findings, correlation_distance_m=correlation_distance_m,
+        if findings:
+            cases = await apply_findings(conn, findings, correlation_distance_m=correlation_distance_m,
                                          correlation_window_s=correlation_window_s, assign=assign)
         if batch.states:
             await save_rule_states(conn, batch.states, batch.partitions)

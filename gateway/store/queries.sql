@@ -13,6 +13,9 @@ COPY telemetry_staging (time, device_id, message_key, received_at, profile, lat,
 -- name: insert_telemetry_from_staging
 INSERT INTO telemetry SELECT * FROM telemetry_staging ON CONFLICT DO NOTHING;
 
+-- name: insert_telemetry_from_staging_returning
+INSERT INTO telemetry SELECT * FROM telemetry_staging ON CONFLICT DO NOTHING RETURNING message_key;
+
 -- name: insert_rejected
 INSERT INTO rejected_messages
     (received_at, topic, payload, payload_size, reason, detail, profile, device_id, message_key)

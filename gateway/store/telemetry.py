@@ -35,8 +35,10 @@ def dump_json(value: Any) -> bytes | str:
         return json.dumps(value, default=str)
 
 
-async def insert_readings(conn: AsyncConnection, readings: Sequence[Reading]) -> int:
-    """Inserts the readings not stored yet, inside the caller's transaction; returns how many were new."""
+async def insert_readings(conn: AsyncConnection, readings: Sequence[Reading],
+                          new_keys: set[bytes] | None = None) -> int:
+    """Inserts the readings not stored yet, inside the caller's transaction; returns how many were new
+    (and, given `new_keys`, adds their message keys to it)."""
     if not readings:
         return 0
     async with conn.cursor() as cur:
@@ -49,8 +51,13 @@ async def insert_readings(conn: AsyncConnection, readings: Sequence[Reading]) ->
                     r.battery_pct, r.battery_v, r.tilted, r.weight_kg, r.rfid, r.event,
                     Jsonb(dict(r.extra), dumps=dump_json) if r.extra else None,
                 ))
-        await cur.execute(query("insert_telemetry_from_staging"))
-        return cur.rowcount
+        if new_keys is None:
+            await cur.execute(query("insert_telemetry_from_staging"))
+            return cur.rowcount
+        await cur.execute(query("insert_telemetry_from_staging_returning"))
+        rows = await cur.fetchall()
+        new_keys.update(bytes(row[0]) for row in rows)
+        return len(rows)
 
 
 def reading_from_row(row: dict[str, Any]) -> Reading:

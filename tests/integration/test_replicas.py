@@ -194,3 +194,26 @@ def test_a_standby_takes_over_the_session_and_the_rules_state_when_the_active_on
     assert holder is None and epoch == 2  # taken over once, then let go at the standby's clean stop
     rows = sql(url, "SELECT rule_id, first_seen_at FROM incidents")
     assert rows == [("container-tilted", STREAM_START + timedelta(minutes=5))]
+
+
+def test_a_redelivered_reading_does_not_count_its_finding_again(settings: Settings) -> None:
+    """A batch committed, then redelivered (its acknowledgement lost with a replica, a partition moved):
+    the reading is stored once, and the finding concluded on it counts once."""
+    from gateway.events import Finding
+
+    at = datetime.now(UTC)
+    reading = Reading("C-7", at, at, b"once", "container", fill_pct=97.0)
+    finding = Finding("unknown-tag", "tag:X", "open", at, "unknown_tag", title="Unregistered tag X",
+                      message_key=b"once")
+
+    async def commit_twice() -> None:
+        pool = await open_pool(settings.database_url)
+        try:
+            for _ in range(2):
+                await commit_batch(pool, Batch([reading], findings=[finding]))
+        finally:
+            await pool.close()
+
+    asyncio.run(commit_twice())
+    assert sql(settings.database_url, "SELECT occurrences FROM incidents") == [(1,)]
+    assert scalar(settings.database_url, "SELECT count(*) FROM telemetry") == 1
