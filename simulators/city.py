@@ -181,7 +181,8 @@ class City:
         return f"containers/{device_id}/telemetry", json.dumps(payload).encode()
 
     def _chirpstack_uplink(self, device: Device, at: datetime, minutes: float) -> tuple[str, bytes]:
-        distance = 900 - int(minutes * 2)  # a slowly filling bin, well below the full level
+        # A slowly filling bin that stays well below the full level (however long the simulation runs).
+        distance = max(400, 900 - int(minutes * 2))
         if device is self.lorawan:  # EM310-UDL: battery, distance, position
             frame = bytes([0x01, 0x75, 88, 0x03, 0x82]) + distance.to_bytes(2, "little") + bytes([0x04, 0x00, 0x00])
         else:  # EM400-UDL: battery, temperature (0.1 °C), distance, position
