@@ -1,11 +1,13 @@
 """A fast QoS 1 publisher in its own process: `python -m bench.publisher URL FILE [RATE]`.
 
-Prints a JSON line with the first and last publish times (epoch seconds). With RATE (messages per second)
+Prints a JSON line with the first and last publish times (epoch seconds); `BENCH_MQTT_PROTOCOL=3.1.1` for
+RabbitMQ's MQTT plugin. With RATE (messages per second)
 it paces itself and sets each message's device time to the time it is sent, for the latency scenario."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import deque
@@ -21,7 +23,8 @@ def main() -> None:
     url, path = sys.argv[1], sys.argv[2]
     rate = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
     items = read(Path(path))
-    with MqttPublisher(url, f"bench-publisher-{time.monotonic_ns()}", max_inflight=5000) as publisher:
+    protocol = os.environ.get("BENCH_MQTT_PROTOCOL", "5")  # 3.1.1 for RabbitMQ 3.10's MQTT plugin
+    with MqttPublisher(url, f"bench-publisher-{time.monotonic_ns()}", protocol, max_inflight=5000) as publisher:
         first = time.time()
         outstanding: deque[Any] = deque()
         for index, (topic, payload) in enumerate(items):

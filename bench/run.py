@@ -13,13 +13,14 @@ from typing import Any
 
 import psycopg
 
-from bench import scenarios
+from bench import rabbitmq, scenarios
 from bench.console import console as console_scenario
 from bench.stages import stage_costs
 from bench.traffic import devices, fleet_size, messages, write
 from bench.zones import VISIT_ZONES, rules_directory
 from gateway.embedded.mosquitto import Mosquitto
 from gateway.embedded.postgres import Postgres
+from gateway.embedded.rabbitmq import RabbitMQ, find_rabbitmq
 from gateway.settings import Settings
 from gateway.store.devices import upsert_devices
 from gateway.store.migrate import apply_storage_policies, migrate
@@ -102,6 +103,12 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
                                                               env | {"WASTEGATE_DATABASE_URL": url}, replicas=2)
                 print("scale_out_2", figures["scale_out_2"], flush=True)
                 _drop(postgres, "bench_scale")
+                url = _database(postgres, "bench_standby")
+                figures["standby_takeover"] = rabbitmq.standby_takeover(broker.url, url, env)
+                print("standby_takeover", figures["standby_takeover"], flush=True)
+                _drop(postgres, "bench_standby")
+                if find_rabbitmq() is not None:
+                    figures["rabbitmq"] = _rabbitmq_figures(postgres, directory, traffic, count, env)
                 figures["stages"] = stage_costs(_database(postgres, "bench_stages"), rules_dir, count=count)
                 print("stages", figures["stages"], flush=True)
                 _drop(postgres, "bench_stages")
@@ -129,6 +136,7 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
         "limit_ratio_the_stages_allow": round(paho_us / (paho_us + gateway_us), 2),
         "limit_to_naive_ratio": round(limit / naive, 1),
         "scale_out_ratio": round(figures["scale_out_2"]["msg_per_s"] / e2e, 2),
+        "standby_takeover_s": figures["standby_takeover"]["takeover_s"],
         "rule_time_10000_to_100_zones": figures["rule_cost"]["ratio_last_to_first"],
         "p99_commit_ms": figures["latency"]["p99_ms"],
         "incident_max_ms": figures["latency"].get("incident_max_ms"),
@@ -142,6 +150,14 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
         "rss <= 300 MB at 100000 devices": summary["rss_mb_100000_devices"] <= 300,
         **{f"console {goal}": met for goal, met in figures["console"].get("goals", {}).items()},
     }
+    if "rabbitmq" in figures:
+        amqp = figures["rabbitmq"]
+        for replicas in (1, 2):
+            rate = amqp[f"replicas_{replicas}"]["msg_per_s"]
+            summary[f"amqp_{replicas}_replicas_to_amqp_limit"] = round(rate / amqp["limit"]["msg_per_s"], 2)
+            summary[f"amqp_{replicas}_replicas_to_mosquitto_one"] = round(rate / e2e, 2)
+        summary["amqp_limit_to_mqtt_limit"] = round(amqp["limit"]["msg_per_s"] / limit, 2)
+        summary["partition_takeover_s"] = amqp["partition_takeover"]["takeover_s"]
     result = {"name": name, "when": datetime.now(UTC).isoformat(), "messages": count, "summary": summary,
               "targets": targets, "figures": figures, "seconds": round(time.time() - started),
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}}
@@ -149,6 +165,26 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
     (results_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
     return result
+
+
+def _rabbitmq_figures(postgres: Postgres, directory: Path, traffic: Path, count: int,
+                      env: dict[str, str]) -> dict[str, Any]:
+    """RabbitMQ partitions on a node of its own: the bare consumer's limit, one and two replicas (each as
+    a ratio to that limit), and the survivors' take-over of a dead replica's partitions."""
+    figures: dict[str, Any] = {}
+    with RabbitMQ(directory / "rabbitmq") as node:
+        figures["limit"] = rabbitmq.amqp_limit(node, traffic, count)
+        print("rabbitmq limit", figures["limit"], flush=True)
+        for replicas in (1, 2):
+            url = _database(postgres, "bench_amqp")
+            figures[f"replicas_{replicas}"] = rabbitmq.amqp_end_to_end(node, url, traffic, count, env, replicas)
+            print(f"rabbitmq replicas_{replicas}", figures[f"replicas_{replicas}"], flush=True)
+            _drop(postgres, "bench_amqp")
+        url = _database(postgres, "bench_amqp_takeover")
+        figures["partition_takeover"] = rabbitmq.partition_takeover(node, url, env)
+        print("partition_takeover", figures["partition_takeover"], flush=True)
+        _drop(postgres, "bench_amqp_takeover")
+    return figures
 
 
 def _incidents(database_url: str) -> dict[str, int]:
@@ -172,6 +208,7 @@ def print_table(result: dict[str, Any]) -> None:
             for keys in (("open", "acknowledged", "assigned", "in_progress", "resolved", "closed"), ("resolved",)))),
         ("naive pipeline (information)", f"{f['naive']['msg_per_s']:,} msg/s"),
         ("two replicas (shared subscription)", f"{f['scale_out_2']['msg_per_s']:,} msg/s"),
+        ("standby takes the MQTT session after SIGKILL", f"{f['standby_takeover']['takeover_s']} s (lease 15 s)"),
         ("latency at half load p50 / p99 / max",
          f"{f['latency']['p50_ms']} / {f['latency']['p99_ms']} / {f['latency']['max_ms']} ms"),
         ("publish → incident row (max)", f"{f['latency'].get('incident_max_ms')} ms"),
@@ -182,6 +219,15 @@ def print_table(result: dict[str, Any]) -> None:
             str(f["stages"][k]) for k in ("decode_us", "rules_us", "commit_cpu_us"))
          + f" (paho alone: {result['summary']['paho_us_per_message']})"),
     ]
+    if "rabbitmq" in f:
+        amqp, summary = f["rabbitmq"], result["summary"]
+        rows += [
+            ("RabbitMQ: bare AMQP consumer, 16 partitions (limit)", f"{amqp['limit']['msg_per_s']:,} msg/s"),
+            *((f"RabbitMQ: {n} replica{'s' if n > 1 else ''}", f"{amqp[f'replicas_{n}']['msg_per_s']:,} msg/s "
+               f"({summary[f'amqp_{n}_replicas_to_amqp_limit']} × limit, "
+               f"{summary[f'amqp_{n}_replicas_to_mosquitto_one']} × one on Mosquitto)") for n in (1, 2)),
+            ("RabbitMQ: survivors take a dead replica's partitions", f"{amqp['partition_takeover']['takeover_s']} s"),
+        ]
     console = f.get("console", {})
     if "skipped" in console:
         rows.append(("console", f"skipped: {console['skipped']}"))

@@ -35,9 +35,10 @@ def wait_until(condition: Any, timeout_s: float, interval_s: float = 0.1) -> Non
         time.sleep(interval_s)
 
 
-def _publish(url: str, path: Path, rate: float = 0.0) -> subprocess.Popen[str]:
+def _publish(url: str, path: Path, rate: float = 0.0, protocol: str = "5") -> subprocess.Popen[str]:
     args = [PYTHON, "-m", "bench.publisher", url, str(path)] + ([str(rate)] if rate else [])
-    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "BENCH_MQTT_PROTOCOL": protocol})
 
 
 def _published(process: subprocess.Popen[str]) -> dict[str, Any]:

@@ -259,6 +259,20 @@ class Gateway:
             self._lost(None)
             stop.set()
 
+    async def _stop_when_broker_lost(self, source: AmqpSource, stop: asyncio.Event) -> None:
+        """RabbitMQ gone: every partition went with the connection (the broker requeues what was not
+        acknowledged). The replica stops, non-zero, for its supervisor to start it again; the others take
+        its partitions meanwhile."""
+        lost = asyncio.ensure_future(source.lost.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        lost.cancel()
+        stopping.cancel()
+        if source.lost.is_set() and not stop.is_set():
+            log.error("the connection to RabbitMQ is lost: stopping (its partitions go to the other replicas)")
+            self.lost_lease = True
+            stop.set()
+
     async def _load_partition(self, pool: AsyncConnectionPool, partition: int) -> None:
         """Before a gained partition's first message: its rule states as committed, in place of what this
         replica remembers of its devices from when it last held it."""
@@ -345,6 +359,7 @@ class Gateway:
             self.partitions = PartitionKeeper(pool, source, self.replica_id, settings.lease_s,
                                               source.config.partitions, lambda p: self._load_partition(pool, p))
             self._renewing.append(asyncio.create_task(self.partitions.run()))
+            tasks.create_task(self._stop_when_broker_lost(source, stop))
         tasks.create_task(self.pipeline.run(stop))
         tasks.create_task(self._every(settings.device_refresh_s, lambda: self._refresh_devices(pool), stop))
         tasks.create_task(self._every(3600, lambda: asyncio.to_thread(self._maintain_partitions), stop))

@@ -29,7 +29,8 @@ def env(service: str) -> dict[str, str]:
 
 
 def test_the_four_services_and_their_order() -> None:
-    assert set(SERVICES) == {"mosquitto", "timescaledb", "migrate", "wastegate"}
+    assert {name for name, service in SERVICES.items() if "profiles" not in service} == {
+        "mosquitto", "timescaledb", "migrate", "wastegate"}
     assert SERVICES["migrate"]["command"] == ["wastegate", "migrate"]
     assert SERVICES["wastegate"]["command"][:2] == ["wastegate", "serve"]
     assert SERVICES["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
@@ -84,3 +85,38 @@ def test_acl_lets_the_gateway_read_every_shipped_profile_topic() -> None:
 def test_dockerfile_builds_the_package_and_ships_profiles() -> None:
     dockerfile = Path(REPO / "Dockerfile").read_text()
     assert "pip install" in dockerfile and "COPY device_profiles" in dockerfile
+
+
+CLUSTER = {name: service for name, service in SERVICES.items() if "cluster" in service.get("profiles", [])}
+
+
+def test_the_cluster_profile_is_three_rabbitmq_nodes_and_three_replicas() -> None:
+    assert set(CLUSTER) == {"rabbitmq-1", "rabbitmq-2", "rabbitmq-3", "wastegate-1", "wastegate-2", "wastegate-3"}
+    nodes = {name: CLUSTER[name] for name in CLUSTER if name.startswith("rabbitmq")}
+    assert {node["hostname"] for node in nodes.values()} == set(nodes)
+    assert len({env(name)["RABBITMQ_ERLANG_COOKIE"] for name in nodes}) == 1  # one cluster
+    conf = (REPO / "deploy/rabbitmq/rabbitmq.conf").read_text()
+    listed = set(re.findall(r"^cluster_formation\.classic_config\.nodes\.\d+ = rabbit@(\S+)$", conf, re.M))
+    assert listed == set(nodes)
+    plugins = (REPO / "deploy/rabbitmq/enabled_plugins").read_text()
+    assert "rabbitmq_mqtt" in plugins and "rabbitmq_consistent_hash_exchange" in plugins
+    for node in nodes.values():
+        for volume in node["volumes"]:
+            source = volume.split(":")[0]
+            assert not source.startswith("./") or (REPO / source).is_file(), source
+
+
+def test_each_replica_consumes_partitions_of_the_cluster_with_its_account() -> None:
+    known = {f"WASTEGATE_{name.upper()}" for name in Settings.model_fields}
+    hosts = set()
+    for name in ("wastegate-1", "wastegate-2", "wastegate-3"):
+        replica = env(name)
+        assert set(replica) <= known
+        url = urlsplit(replica["WASTEGATE_AMQP_URL"])
+        node = env(url.hostname or "")
+        assert (url.username, url.password) == (node["RABBITMQ_DEFAULT_USER"], node["RABBITMQ_DEFAULT_PASS"])
+        assert replica["WASTEGATE_AMQP_QUEUE_TYPE"] == "quorum"  # replicated over the three nodes
+        assert replica["WASTEGATE_DATABASE_URL"] == env("wastegate")["WASTEGATE_DATABASE_URL"]
+        assert CLUSTER[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        hosts.add(url.hostname)
+    assert hosts == {"rabbitmq-1", "rabbitmq-2", "rabbitmq-3"}
