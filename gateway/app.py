@@ -22,7 +22,7 @@ from gateway.cluster.lease import LeaseKeeper, new_replica_id
 from gateway.cluster.partitions import PartitionKeeper
 from gateway.cluster.sweeps import SWEEP_LEASE, DatabaseSweeps
 from gateway.devices import DeviceDirectory
-from gateway.events import Fence, RawMessage
+from gateway.events import Batch, Fence, RawMessage
 from gateway.ingest import IngestLimits, Ingestor
 from gateway.ingest.frame_counters import FrameCounters
 from gateway.ingest.rate_limit import DeviceRateLimiter
@@ -44,8 +44,8 @@ from gateway.store.migrate import maintain_partitions
 from gateway.store.pool import open_pool
 from gateway.store.rule_state import (
     load_rule_states,
+    load_rule_states_of,
     load_rule_states_of_partition,
-    load_rule_states_outside_partitions,
 )
 from gateway.webhooks import WebhookDelivery
 
@@ -205,6 +205,39 @@ class Gateway:
             await pool.close(timeout=1.0)
         return clean
 
+    async def sweep_once(self, now: datetime) -> dict[str, int]:
+        """The sweeps once at `now`, as the holder of the sweep lease would run them: decided from what is
+        committed, committed under the lease (`wastegate sweep`). Refused while a running replica holds it."""
+        settings = self.settings
+        pool = await open_pool(settings.database_url)
+        try:
+            cities = self.cities = await load_cities(settings, pool)
+            self.rules = self._load_rules(cities)
+            await self._refresh_devices(pool)
+            lease = LeaseKeeper(pool, SWEEP_LEASE, self.replica_id, settings.lease_s)
+            fence = await lease.try_once()
+            if fence is None:
+                holder = lease.other.holder if lease.other else "another replica"
+                raise StartRefused(f"the sweeps are {holder}'s, a running replica: they run there every "
+                                   f"WASTEGATE_SWEEP_S; stop it, or wait, to sweep from here")
+            try:
+                sweeps = DatabaseSweeps(pool, lease)
+                engine = RuleEngine(self.rules, self.devices,
+                                    {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
+                                    await sweeps.committed_states(self._sweeping_ids()))
+                found = engine.sweep(now, await sweeps.facts(engine.sweep_questions(now)))
+                sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s, cities)
+                stats = await sink.commit(Batch(findings=found.findings, states=found.states, fences=(fence,)))
+            finally:
+                await lease.release()
+        finally:
+            await pool.close()
+        return {"findings": len(found.findings), "opened": len(stats.cases.opened),
+                "resolved": len(stats.cases.resolved)}
+
+    def _sweeping_ids(self) -> list[str]:
+        return [rule.id for rule in self.rules.rules if rule.sweeps]
+
     def _keep(self, lease: LeaseKeeper) -> None:
         """Renews `lease` from now until the gateway has stopped (outside the TaskGroup: a lease outlives the
         pipeline's last commit), then lets it go."""
@@ -325,8 +358,8 @@ class Gateway:
             counters, DeviceRateLimiter(settings.device_rate_limit_per_s, settings.device_rate_window_s),
         )
         async with pool.connection() as conn:
-            # Partitioned: each partition's states come with its lease (`_load_partition`).
-            stored_states = await (load_rule_states_outside_partitions(conn) if self._partitioned
+            # Partitioned: the sweeps' states only; each partition's come with its lease (`_load_partition`).
+            stored_states = await (load_rule_states_of(conn, self._sweeping_ids()) if self._partitioned
                                    else load_rule_states(conn))
         self.engine = RuleEngine(
             self.rules, self.devices, {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},

@@ -67,7 +67,14 @@ def serve(
     if not gateway:
         overrides["gateway_enabled"] = False
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    if not asyncio.run(_run_until_signal(Gateway(settings))):
+    from gateway.app import StartRefused
+
+    try:
+        clean = asyncio.run(_run_until_signal(Gateway(settings)))
+    except StartRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if not clean:
         typer.echo("stopped with messages not committed (the broker redelivers them)", err=True)
         raise typer.Exit(1)
 
@@ -194,6 +201,24 @@ def profiles_check(
                + (f"; without cases: {', '.join(untested)}" if untested else ""))
     if failed or untested:
         raise typer.Exit(1)
+
+
+@app.command()
+def sweep(
+    at: Annotated[str | None, typer.Option(help="ISO 8601 time to sweep at (default: now)")] = None,
+) -> None:
+    """Run the sweeps (absence, missed collection) once, decided from what is committed, and commit what they
+    find: what the replica holding the sweep lease does every WASTEGATE_SWEEP_S. Refused while one holds it."""
+    from gateway.app import Gateway, StartRefused
+
+    now = _when(at) if at else datetime.now(UTC)
+    try:
+        done = asyncio.run(Gateway(Settings()).sweep_once(now))
+    except StartRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"swept at {now.isoformat()}: {done['findings']} findings, {done['opened']} incidents opened, "
+               f"{done['resolved']} resolved")
 
 
 @app.command()

@@ -311,7 +311,8 @@ class Pipeline:
             rejected += stats.rejected
         cases = CaseChanges()
         if rules:
-            cases = (await self.sink.commit(Batch(findings=rules.findings, states=rules.states, fences=fences))).cases
+            cases = (await self.sink.commit(Batch(findings=rules.findings, states=rules.states, fences=fences,
+                                                  partitions=self._partitions(batch, result)))).cases
         return CommitStats(inserted, duplicates, rejected, cases)
 
 

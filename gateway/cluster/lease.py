@@ -88,7 +88,7 @@ class LeaseKeeper:
                         if epoch is not None:
                             log.warning("lease %s taken over from %s, a process of this host that has ended",
                                         self.name, self.other.holder)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout) as exc:  # unreachable, or read-only during a failover
             log.warning("lease %s not renewed", self.name, extra={"error": str(exc)})
             return self.held()
         if epoch is None:
@@ -123,7 +123,10 @@ class LeaseKeeper:
         """Keeps trying (or renewing) every third of the time to live, until cancelled: after the pipeline
         has committed its last batch under the lease, then `release`."""
         while True:
-            await self.try_once()
+            try:
+                await self.try_once()
+            except Exception:  # renewals must not stop with one unexpected failure
+                log.exception("lease %s: renewal failed", self.name)
             await asyncio.sleep(self.ttl_s / 3)
 
     async def release(self) -> None:
@@ -133,7 +136,7 @@ class LeaseKeeper:
             # Bounded: with the database gone, a stop must not wait for it (the lease expires on its own).
             async with asyncio.timeout(2.0), self.pool.connection(timeout=2.0) as conn:
                 await release_lease(conn, self.name, self.holder)
-        except (psycopg.OperationalError, PoolTimeout, TimeoutError):
+        except (psycopg.Error, PoolTimeout, TimeoutError):
             pass
         self._renewed_at = float("-inf")
         metrics.LEASES_HELD.labels(self.name).set(0)

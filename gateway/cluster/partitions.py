@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.cluster.lease import LeaseKeeper, holder_is_dead
 from gateway.events import Fence, RawMessage
-from gateway.sources.amqp import AmqpSource
+from gateway.sources.amqp import AmqpSource, SourceUnavailable
 from gateway.store.leases import forget_replica, heartbeat, live_replicas
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,18 @@ class PartitionKeeper:
     async def step(self) -> None:
         """One round: heartbeat, work out this replica's share, give up what is no longer its, renew what
         it keeps, take what is free."""
+        for partition in sorted(self.source.channels_lost & self.held):
+            await self.give_up(partition)  # the broker closed its channel: taken again below if still ours
         try:
             async with self.pool.connection() as conn:
                 await heartbeat(conn, self.replica_id)
                 live = [r for r in await live_replicas(conn, self.lease_s) if not holder_is_dead(r, self.replica_id)]
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout) as exc:
             log.warning("partitions not rebalanced: the database is unavailable", extra={"error": str(exc)})
+            # Cut off from the database: a partition whose lease may have gone to another replica is not
+            # consumed here any longer (single active consumer would keep it from the new holder).
+            for partition in sorted(p for p in self.held if self.leases[p].held() is None):
+                await self.give_up(partition)
             return
         if self.replica_id not in live:
             live.append(self.replica_id)
@@ -71,16 +77,26 @@ class PartitionKeeper:
                 break
             if await self.leases[partition].try_once() is None:
                 continue  # its last holder has not let it go yet
-            await self.load_states(partition)
-            await self.source.consume(partition)
+            try:
+                await self.load_states(partition)
+                await self.source.consume(partition)
+            except (psycopg.Error, PoolTimeout, SourceUnavailable) as exc:
+                log.warning("partition %d not taken", partition, extra={"error": str(exc)})
+                await self.source.stop_consuming(partition)
+                await self.leases[partition].release()
+                continue
             self.held.add(partition)
         if self.held:
             log.debug("consuming partitions %s", sorted(self.held))
 
     async def run(self) -> None:
-        """Rounds every third of the lease's time, until cancelled."""
+        """Rounds every third of the lease's time, until cancelled. A round that fails unexpectedly is
+        logged and the next one tries again: heartbeats and renewals must not stop with it."""
         while True:
-            await self.step()
+            try:
+                await self.step()
+            except Exception:
+                log.exception("partition round failed")
             await asyncio.sleep(self.lease_s / 3)
 
     async def give_up(self, partition: int) -> None:
@@ -92,15 +108,19 @@ class PartitionKeeper:
     def fences(self, batch: Iterable[RawMessage]) -> tuple[Fence, ...]:
         """The leases a batch's commit is made under: those of the partitions its messages came from. An
         abandoned partition's fence can match no lease, so what is left of it is refused too."""
-        fences = []
-        for partition in {self.source.partition(message) for message in batch}:
+        fences: dict[int, Fence] = {}
+        for message in batch:
+            partition = self.source.partition(message)
             if partition is None:
                 continue
             fence = self.leases[partition].last_fence
-            if fence is None or partition in self._abandoned:
-                fence = Fence(lease_name(partition), self.replica_id, -1)
-            fences.append(fence)
-        return tuple(fences)
+            # A message of a channel given up since (the partition abandoned, or taken again with a new
+            # epoch) was evaluated on states that are not the committed ones: it must not commit.
+            if fence is None or partition in self._abandoned or not self.source.current(message):
+                fences[partition] = Fence(lease_name(partition), self.replica_id, -1)
+            else:
+                fences.setdefault(partition, fence)
+        return tuple(fences.values())
 
     def abandon(self, batch: Iterable[RawMessage]) -> None:
         """A commit of `batch` was refused: every partition in it is given up at once (what this replica

@@ -44,6 +44,10 @@ def binding_key(mqtt_filter: str) -> str:
     return ".".join("*" if level == "+" else level for level in mqtt_filter.split("/"))
 
 
+class SourceUnavailable(Exception):
+    """RabbitMQ refused or dropped what was asked (a channel, a consumer)."""
+
+
 def queue_name(partition: int) -> str:
     return f"{EXCHANGE}.{partition:02d}"
 
@@ -83,6 +87,7 @@ class AmqpSource:
         self._generations = 0
         self.received = 0
         self.lost = asyncio.Event()  # the connection is gone: every partition with it
+        self.channels_lost: set[int] = set()  # partitions whose channel the broker closed
         self._acking: set[asyncio.Future[None]] = set()
 
     # -- topology and consumers ----------------------------------------------------------------------
@@ -117,8 +122,16 @@ class AmqpSource:
 
     async def consume(self, partition: int) -> None:
         """Starts consuming `partition` on a channel of its own (its rule states already loaded)."""
+        self.channels_lost.discard(partition)
         if partition in self._consumers or self._connection is None:
             return
+        try:
+            await self._consume(partition)
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
+            raise SourceUnavailable(f"partition {partition}: {exc}") from exc
+
+    async def _consume(self, partition: int) -> None:
+        assert self._connection is not None
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self.config.prefetch)
         queue = await channel.get_queue(queue_name(partition), ensure=False)
@@ -132,21 +145,43 @@ class AmqpSource:
         tag = await queue.consume(on_message, no_ack=False)
         self._consumers[partition] = _Consumer(partition, generation, channel, tag)
 
+        def on_channel_closed(*args: Any) -> None:
+            # Closed by the broker (a consumer timeout, a channel error): the partition is no longer
+            # consumed here; what was not acknowledged goes back to its queue.
+            consumer = self._consumers.get(partition)
+            if consumer is not None and consumer.generation == generation:
+                del self._consumers[partition]
+                self._drop_pending(generation)
+                self.channels_lost.add(partition)
+                log.warning("amqp channel of partition %d closed by the broker", partition)
+
+        channel.close_callbacks.add(on_channel_closed)
+
     async def stop_consuming(self, partition: int) -> None:
         """Stops consuming `partition`: what was received of it and not committed is dropped here and
         goes back to the queue, in order, for the replica that consumes it next."""
         consumer = self._consumers.pop(partition, None)
         if consumer is None:
             return
-        self._pending = [m for m in self._pending if m.ack is None or m.ack.connection != consumer.generation]
+        self._drop_pending(consumer.generation)
         with contextlib.suppress(aiormq.exceptions.AMQPError, RuntimeError, ConnectionError):
             await consumer.channel.close()
+
+    def _drop_pending(self, generation: int) -> None:
+        self._pending = [m for m in self._pending if m.ack is None or m.ack.connection != generation]
 
     def consuming(self) -> set[int]:
         return set(self._consumers)
 
     def partition(self, message: RawMessage) -> int | None:
         return self._partition_of.get(message.ack.connection) if message.ack is not None else None
+
+    def current(self, message: RawMessage) -> bool:
+        """Whether `message` came on its partition's channel of now (not one given up since)."""
+        if message.ack is None:
+            return False
+        consumer = self._consumers.get(self._partition_of.get(message.ack.connection, -1))
+        return consumer is not None and consumer.generation == message.ack.connection
 
     def _received(self, message: AbstractIncomingMessage, generation: int) -> None:
         raw = RawMessage(mqtt_topic(message.routing_key or ""), message.body, datetime.now(UTC),

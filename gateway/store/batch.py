@@ -70,11 +70,13 @@ async def commit_batch(pool: AsyncConnectionPool, batch: Batch, correlation_dist
     async with pool.connection() as conn, conn.transaction():
         await check_fences(conn, batch.fences)  # first: a lease taken over meanwhile refuses it all
         # A reading already stored was committed with its findings: a redelivery must not count them again.
-        keyed = any(f.message_key is not None for f in batch.findings)
+        # (Findings of readings committed apart, message by message, come without them: kept.)
+        keys = {r.message_key for r in batch.readings} if batch.findings else set()
+        keyed = any(f.message_key in keys for f in batch.findings)
         new_keys: set[bytes] | None = set() if keyed else None
         inserted = await insert_readings(conn, batch.readings, new_keys)
         findings = batch.findings if new_keys is None else \
-            [f for f in batch.findings if f.message_key is None or f.message_key in new_keys]
+            [f for f in batch.findings if f.message_key not in keys or f.message_key in new_keys]
         await insert_rejections(conn, batch.rejections)
         await touch_devices(conn, batch.devices_seen)
         cases = CaseChanges()

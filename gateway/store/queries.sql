@@ -946,6 +946,3 @@ SELECT rule_id, subject, state FROM rule_state WHERE rule_id = ANY(%s);
 
 -- name: rule_states_of_partition
 SELECT rule_id, subject, state FROM rule_state WHERE partition = %s;
-
--- name: rule_states_outside_partitions
-SELECT rule_id, subject, state FROM rule_state WHERE partition IS NULL;

@@ -44,9 +44,3 @@ async def load_rule_states_of_partition(conn: AsyncConnection, partition: int) -
         await cur.execute(query("rule_states_of_partition"), (partition,))
         return [(rule_id, subject, state) for rule_id, subject, state in await cur.fetchall()]
 
-
-async def load_rule_states_outside_partitions(conn: AsyncConnection) -> list[tuple[str, str, dict[str, Any]]]:
-    """What a partitioned replica starts from: the sweeps' states; each partition's come with its lease."""
-    async with conn.cursor() as cur:
-        await cur.execute(query("rule_states_outside_partitions"))
-        return [(rule_id, subject, state) for rule_id, subject, state in await cur.fetchall()]

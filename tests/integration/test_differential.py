@@ -10,15 +10,18 @@ lost and none twice, and open the same incidents: same dedupe keys, same opening
 times, same occurrences.
 
 The per-reading rules are what several replicas can get wrong here (a device's readings split, a state not
-handed over, a commit from a replica that lost its partition): the sweeps run once, at the end, on what is
-committed (their being right whoever received the readings is `test_replicas`'s split-stream test)."""
+handed over, a commit from a replica that lost its partition). The sweeps are decided from what is
+committed, whoever received it (`test_replicas`'s split-stream test): here they run at fixed times, before
+the traffic and after it (`wastegate sweep --at`), so that what they find is compared too."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +42,7 @@ from tests.support import REPO, publish_until, scalar, serve, sql, wait_until
 PROBE = "T-PROBE"  # published until a gateway's session exists; not part of what is compared
 START = (datetime.now(UTC) - timedelta(hours=11)).replace(microsecond=0)
 SIMULATED = timedelta(hours=9, minutes=30)
+END = START + SIMULATED + timedelta(minutes=5)  # the sweep after the traffic
 
 
 def city() -> City:
@@ -110,6 +114,15 @@ def _fingerprint(url: str) -> dict[str, Any]:
             "rejected": rejected, "per_device": per_device}
 
 
+def _sweep(settings: Settings, rules_dir: Path, at: datetime) -> None:
+    """`wastegate sweep --at`: the sweeps once, from what is committed (no replica is running then)."""
+    env = {**os.environ, "WASTEGATE_DATABASE_URL": settings.database_url, "WASTEGATE_MQTT_URL": settings.mqtt_url,
+           **_environment(settings, rules_dir)}
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "sweep", "--at", at.isoformat()], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def _stop(*processes: subprocess.Popen[bytes] | None) -> None:
     for process in processes:
         if process is not None and process.poll() is None:
@@ -122,6 +135,7 @@ def one_replica(postgres: Postgres, rules_dir: Path, tmp_path_factory: pytest.Te
     """(a): what one replica on Mosquitto stores and opens: the reference."""
     with _database(postgres) as url, Mosquitto(tmp_path_factory.mktemp("mosquitto-a")) as broker:
         settings = Settings(database_url=url, mqtt_url=broker.url, _env_file=None)
+        _sweep(settings, rules_dir, START)
         gateway = serve(settings, free_port(), **_environment(settings, rules_dir))
         try:
             _wait_subscribed(settings, gateway)
@@ -129,6 +143,7 @@ def one_replica(postgres: Postgres, rules_dir: Path, tmp_path_factory: pytest.Te
             wait_until(lambda: _settled(url), timeout_s=120, interval_s=1.0)
         finally:
             _stop(gateway)
+        _sweep(settings, rules_dir, END)
         return _fingerprint(url)
 
 
@@ -136,7 +151,8 @@ def test_the_reference_run_is_big_enough_and_opens_incidents(one_replica: dict[s
     assert len(TRAFFIC) >= 20000 and len({topic.split("/")[1] for topic, _ in TRAFFIC}) >= 50
     assert one_replica["rows"] == one_replica["distinct"] > 19000 and one_replica["rejected"]
     kinds = {key.split(":")[0] for key, *_ in one_replica["incidents"]}
-    assert {"container-full", "container-fire", "container-tilted", "truck-overspeed-school-zone"} <= kinds, kinds
+    assert {"container-full", "container-fire", "container-tilted", "truck-overspeed-school-zone",
+            "sensor-silent"} <= kinds, kinds
 
 
 def test_active_standby_with_the_active_killed_mid_stream_gives_the_same_rows_and_incidents(
@@ -144,6 +160,7 @@ def test_active_standby_with_the_active_killed_mid_stream_gives_the_same_rows_an
     with _database(postgres) as url, Mosquitto(tmp_path / "mosquitto-b") as broker:
         settings = Settings(database_url=url, mqtt_url=broker.url, _env_file=None)
         env = _environment(settings, rules_dir, WASTEGATE_STANDBY="true", WASTEGATE_MQTT_CLIENT_ID="pair")
+        _sweep(settings, rules_dir, START)
         active = serve(settings, free_port(), **env)
         standby = None
         try:
@@ -158,6 +175,7 @@ def test_active_standby_with_the_active_killed_mid_stream_gives_the_same_rows_an
             wait_until(lambda: _stored(url) >= one_replica["rows"] and _settled(url), timeout_s=120, interval_s=1.0)
         finally:
             _stop(active, standby)
+        _sweep(settings, rules_dir, END)
         assert killed_at < one_replica["rows"], "the kill came too late to test anything"
         assert _fingerprint(url) == one_replica
 
@@ -167,6 +185,7 @@ def test_rabbitmq_partitions_with_a_replica_killed_and_one_stopped_give_the_same
     with _database(postgres) as url:
         settings = Settings(database_url=url, mqtt_url=rabbitmq.mqtt_url, _env_file=None)
         env = _environment(settings, rules_dir, WASTEGATE_AMQP_URL=rabbitmq.amqp_url)
+        _sweep(settings, rules_dir, START)
         replicas = [serve(settings, free_port(), **env) for _ in range(3)]
         restarted = None
         try:
@@ -189,6 +208,7 @@ def test_rabbitmq_partitions_with_a_replica_killed_and_one_stopped_give_the_same
             moved = int(scalar(url, "SELECT max(epoch) FROM leases WHERE name LIKE 'partition:%'"))
         finally:
             _stop(replicas[0], replicas[2], restarted)
+        _sweep(settings, rules_dir, END)
         assert killed_at < stopped_at < one_replica["rows"], "the kill and the stop came too late to test anything"
         assert moved > 1  # partitions changed hands
         assert _fingerprint(url) == one_replica

@@ -217,3 +217,36 @@ def test_a_redelivered_reading_does_not_count_its_finding_again(settings: Settin
     asyncio.run(commit_twice())
     assert sql(settings.database_url, "SELECT occurrences FROM incidents") == [(1,)]
     assert scalar(settings.database_url, "SELECT count(*) FROM telemetry") == 1
+
+
+def test_a_sweep_from_the_command_line_is_refused_while_a_replica_holds_the_sweeps(settings: Settings) -> None:
+    settings = settings.model_copy(update={"api_enabled": False})
+    with running_gateway(settings) as replica:
+        wait_until(lambda: sql(settings.database_url, "SELECT holder FROM leases WHERE name = 'sweeps'")
+                   == [(replica.replica_id,)])
+        with pytest.raises(StartRefused, match="the sweeps are"):
+            asyncio.run(Gateway(settings).sweep_once(datetime.now(UTC)))
+    done = asyncio.run(Gateway(settings).sweep_once(datetime.now(UTC)))  # let go at its clean stop
+    assert done == {"findings": 0, "opened": 0, "resolved": 0}
+
+
+def test_findings_committed_apart_from_their_readings_are_kept(settings: Settings) -> None:
+    """A batch the database refused is committed message by message, then its findings on their own: those
+    findings are not mistaken for a redelivery's (their readings are not in that last commit)."""
+    from gateway.events import Finding
+
+    at = datetime.now(UTC)
+    reading = Reading("C-8", at, at, b"apart", "container", fill_pct=97.0)
+    finding = Finding("unknown-tag", "tag:Y", "open", at, "unknown_tag", title="Unregistered tag Y",
+                      message_key=b"apart")
+
+    async def commit_apart() -> None:
+        pool = await open_pool(settings.database_url)
+        try:
+            await commit_batch(pool, Batch([reading]))
+            await commit_batch(pool, Batch(findings=[finding]))
+        finally:
+            await pool.close()
+
+    asyncio.run(commit_apart())
+    assert sql(settings.database_url, "SELECT occurrences FROM incidents") == [(1,)]

@@ -19,6 +19,8 @@ CREATE TABLE replicas (
 
 -- Silence is judged on the device time of a device's latest reading, from what is committed.
 ALTER TABLE devices ADD COLUMN last_reading_at timestamptz;
+UPDATE devices d SET last_reading_at = (SELECT max(t.time) FROM telemetry t WHERE t.device_id = d.device_id)
+WHERE d.last_seen IS NOT NULL;
 
 -- Sweeps decide collections from the lifts committed, by tag and time, whichever replica stored them.
 CREATE INDEX telemetry_lifts_idx ON telemetry (rfid, time) WHERE event = 'bin_lift';
