@@ -88,10 +88,7 @@ def amqp_end_to_end(node: RabbitMQ, database_url: str, items_file: Path, count: 
             gateway.terminate()
             gateway.wait(timeout=120)
     node.ctl("delete_vhost", name)
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin)) - min(received_at)) "
-                           "FROM telemetry WHERE received_at >= to_timestamp(%s)", (restarted,)).fetchone()
-    elapsed = float(row[0]) if row and row[0] else 0.0
+    elapsed = scenarios.drain_seconds(database_url, restarted)
     return {"messages": count, "seconds": round(elapsed, 2), "msg_per_s": round(count / elapsed),
             "replicas": replicas}
 
@@ -113,10 +110,11 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-def standby_takeover(mqtt_url: str, database_url: str, env: dict[str, str]) -> dict[str, Any]:
+def standby_takeover(mqtt_url: str, database_url: str, env: dict[str, str], lease_s: float = 15.0) -> dict[str, Any]:
     """Active–standby on Mosquitto with the default lease: the active one SIGKILLed; seconds until the
     standby holds the MQTT session's lease (the active one on "another host": its lease must expire)."""
-    base = env | {"WASTEGATE_MQTT_URL": mqtt_url, "WASTEGATE_DATABASE_URL": database_url, "WASTEGATE_STANDBY": "true"}
+    base = env | {"WASTEGATE_MQTT_URL": mqtt_url, "WASTEGATE_DATABASE_URL": database_url, "WASTEGATE_STANDBY": "true",
+                  "WASTEGATE_LEASE_S": str(lease_s)}
     active = scenarios.serve(base | {"WASTEGATE_REPLICA_ID": ELSEWHERE}, "bench-pair")
     standby = None
     try:
@@ -131,14 +129,16 @@ def standby_takeover(mqtt_url: str, database_url: str, env: dict[str, str]) -> d
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(timeout=60)
-    return {"lease_s": 15.0, "takeover_s": round(took, 2)}
+    return {"lease_s": lease_s, "takeover_s": round(took, 2)}
 
 
-def partition_takeover(node: RabbitMQ, database_url: str, env: dict[str, str]) -> dict[str, Any]:
+def partition_takeover(node: RabbitMQ, database_url: str, env: dict[str, str],
+                       lease_s: float = 15.0) -> dict[str, Any]:
     """Two replicas on RabbitMQ partitions, one SIGKILLed: seconds until the survivor holds all partitions
     (the dead one on "another host": its heartbeat must go stale and its leases expire)."""
     amqp_url, _ = _vhost(node, "bench-takeover")
-    base = env | {"WASTEGATE_AMQP_URL": amqp_url, "WASTEGATE_DATABASE_URL": database_url}
+    base = env | {"WASTEGATE_AMQP_URL": amqp_url, "WASTEGATE_DATABASE_URL": database_url,
+                  "WASTEGATE_LEASE_S": str(lease_s)}
     doomed = scenarios.serve(base | {"WASTEGATE_REPLICA_ID": ELSEWHERE}, "bench-amqp-doomed")
     survivor = scenarios.serve(base, "bench-amqp-survivor")
     held = ("SELECT count(*) FROM leases WHERE name LIKE 'partition:%' AND holder IS NOT NULL "
@@ -155,4 +155,4 @@ def partition_takeover(node: RabbitMQ, database_url: str, env: dict[str, str]) -
                 process.terminate()
                 process.wait(timeout=60)
     node.ctl("delete_vhost", "bench-takeover")
-    return {"lease_s": 15.0, "takeover_s": round(took, 2)}
+    return {"lease_s": lease_s, "takeover_s": round(took, 2)}

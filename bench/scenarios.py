@@ -175,12 +175,17 @@ def end_to_end(url: str, database_url: str, items_file: Path, count: int, env: d
         stop(gateways)
     for i in range(replicas):
         forget_session(url, f"bench-gw-{replicas}-{i}")
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin)) - min(received_at)) "
-                           "FROM telemetry WHERE received_at >= to_timestamp(%s)", (restarted,)).fetchone()
-    elapsed = float(row[0]) if row and row[0] else 0.0
+    elapsed = drain_seconds(database_url, restarted)
     return {"messages": count, "seconds": round(elapsed, 2), "msg_per_s": round(count / elapsed),
             "replicas": replicas}
+
+
+def drain_seconds(database_url: str, since: float) -> float:
+    """From the first message received after `since` (epoch s) to the last commit."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin)) - min(received_at)) "
+                           "FROM telemetry WHERE received_at >= to_timestamp(%s)", (since,)).fetchone()
+    return float(row[0]) if row and row[0] else 0.0
 
 
 def naive(url: str, database_url: str, items_file: Path, count: int, rules_dir: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import metrics
 from gateway.events import AckToken, RawMessage
+from gateway.sources.base import wait_either
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class AmqpSource:
         self._wake_at = max_size
         while not self._pending and not interrupt.is_set():
             self._wake.clear()
-            await _wait_either(self._wake, interrupt, None)
+            await wait_either(self._wake, interrupt, None)
         if not self._pending:
             return []
         deadline = self._pending[0].received_at.timestamp() + max_age_s
@@ -219,7 +220,7 @@ class AmqpSource:
             if remaining <= 0 or not self._pending:
                 break
             self._wake.clear()
-            await _wait_either(self._wake, interrupt, remaining)
+            await wait_either(self._wake, interrupt, remaining)
         batch = self._pending[:max_size]
         del self._pending[:max_size]
         metrics.MQTT_PENDING.set(len(self._pending))
@@ -259,11 +260,3 @@ async def _ack(channel: AbstractChannel, tag: int) -> None:
         underlying = await channel.get_underlay_channel()
         await underlying.basic_ack(tag, multiple=True)
 
-
-async def _wait_either(event: asyncio.Event, stop: asyncio.Event, timeout: float | None) -> None:
-    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

@@ -30,3 +30,13 @@ class Source(Protocol):
 
     async def close(self) -> None:
         """Stops receiving; what was not acknowledged is redelivered by the sender."""
+
+
+async def wait_either(event: asyncio.Event, stop: asyncio.Event, timeout: float | None) -> None:
+    """Until `event` or `stop` is set, or `timeout` has passed: a source's wait for its next messages."""
+    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

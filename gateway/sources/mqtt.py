@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import metrics
 from gateway.events import AckToken, RawMessage
+from gateway.sources.base import wait_either
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ class MqttSource:
             self._wake.clear()
             if self._pending or stop.is_set():
                 break
-            await _wait_either(self._wake, stop, None)
+            await wait_either(self._wake, stop, None)
         if not self._pending:
             return []
         deadline = self._pending[0].received_at.timestamp() + max_age_s
@@ -241,7 +242,7 @@ class MqttSource:
             self._wake.clear()
             if len(self._pending) >= max_size:
                 break
-            await _wait_either(self._wake, stop, remaining)
+            await wait_either(self._wake, stop, remaining)
         with self._lock:
             batch = self._pending[:max_size]
             del self._pending[:max_size]
@@ -279,14 +280,6 @@ class MqttSource:
         await asyncio.to_thread(self._client.loop_stop)
         metrics.MQTT_CONNECTED.set(0)
 
-
-async def _wait_either(event: asyncio.Event, stop: asyncio.Event, timeout: float | None) -> None:
-    waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stop.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 class MqttPublisher:
