@@ -225,6 +225,7 @@ class Gateway:
                 engine = RuleEngine(self.rules, self.devices,
                                     {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
                                     await sweeps.committed_states(self._sweeping_ids()))
+                engine.remembers_readings = False
                 found = engine.sweep(now, await sweeps.facts(engine.sweep_questions(now)))
                 sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s, cities)
                 stats = await sink.commit(Batch(findings=found.findings, states=found.states, fences=(fence,)))
@@ -365,6 +366,7 @@ class Gateway:
             self.rules, self.devices, {p.name: p.config.defaults.expected_interval_s for p in self.profiles.profiles},
             stored_states, {d.device_id: d.last_seen for d in self.devices if d.last_seen is not None},
         )
+        self.engine.remembers_readings = False  # its sweeps ask the database (DatabaseSweeps)
         assert self.cities is not None, "the municipalities are loaded before the gateway starts"
         sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s, self.cities)
         def fences(batch: Sequence[RawMessage]) -> tuple[Fence, ...]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -120,7 +119,6 @@ class RabbitMQ:
         if epmd:
             subprocess.run([epmd, "-port", str(self.epmd_port), "-kill"], capture_output=True, timeout=10,
                            check=False, env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)})
-        time.sleep(0)
 
     def __enter__(self) -> RabbitMQ:
         return self.start()

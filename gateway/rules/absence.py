@@ -70,11 +70,6 @@ class AbsenceRule(RuleBase):
         # few seconds late (the radio's retries, a clock's drift) is not a silence.
         return float(interval) * (self.missed_reports + 0.5)
 
-    def upgrade_state(self, version: int, state: dict[str, Any]) -> dict[str, Any]:
-        # Version 1 resolved on the next reading in memory and did not keep when the silence began: an
-        # incident open then is resolved by the first reading after the first sweep that reads it.
-        return state
-
     def evaluate(self, reading: Reading, context: Mapping[str, Any], state: Mapping[str, Any] | None,
                  now: datetime) -> Outcome:
         return Outcome(state)
@@ -99,7 +94,9 @@ class AbsenceRule(RuleBase):
             last_seen = world.last_seen.get(device.device_id)
             if state and state.get("active"):
                 since = state.get("since")
-                if not isinstance(since, int | float):  # an incident open before version 2
+                # Version 1 did not keep when the silence began: an incident open then is resolved by the
+                # first reading after the first sweep that reads it.
+                if not isinstance(since, int | float):
                     if last_seen is not None:
                         verdict.states[device.device_id] = {**state, "since": last_seen.timestamp()}
                     continue

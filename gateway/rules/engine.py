@@ -106,6 +106,8 @@ class RuleEngine:
         self._device_contexts: dict[str, tuple[Device | None, Mapping[str, Any]]] = {}
         # What the engine saw itself, to answer the sweeps' questions when it runs alone (a backtest, a
         # rule's test case): each watched device's first reading after a time, and each tag's last lifts.
+        # A gateway's sweeps ask the database instead, and it sets this off: nothing is noted per reading.
+        self.remembers_readings = True
         self._watched: dict[str, float] = {}
         self._first_after: dict[str, tuple[float, datetime]] = {}
         self._lifts: dict[str, list[Lift]] = {}
@@ -200,9 +202,10 @@ class RuleEngine:
         last_seen = self.last_seen
         evaluated_at = self.evaluated_at
         contexts = self._device_contexts
-        if self._watch_due:
+        remembers = self.remembers_readings
+        if remembers and self._watch_due:
             self._watch(now)
-        watched = self._watched
+        watched = self._watched if remembers else None
         for reading, device, steps in plan:
             device_id = reading.device_id
             # Silence is measured in device time too, like everything the rules decide.
@@ -211,7 +214,7 @@ class RuleEngine:
                 last_seen[device_id] = reading.time
             if watched:
                 self._note_watched(reading)
-            if reading.rfid is not None and reading.event == "bin_lift":
+            if remembers and reading.rfid is not None and reading.event == "bin_lift":
                 self._note_lift(reading)
             if not steps:
                 continue
@@ -312,7 +315,8 @@ class RuleEngine:
                 log.exception("rule %s failed on the sweep", rule.id)
                 continue
             self._apply(result, rule, verdict, None, now_s)
-        self._watch(now)
+        if self.remembers_readings:
+            self._watch(now)
         return result
 
     def _view(self, rule_id: str) -> StateOf:

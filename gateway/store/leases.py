@@ -28,7 +28,6 @@ class LeaseHolder:
     holder: str | None
     epoch: int
     expires_at: datetime
-    live: bool
 
 
 async def acquire_lease(conn: AsyncConnection, name: str, holder: str, ttl_s: float) -> int | None:
@@ -56,7 +55,7 @@ async def lease_holder(conn: AsyncConnection, name: str) -> LeaseHolder | None:
     async with conn.cursor() as cur:
         await cur.execute(query("lease_holder"), (name,))
         row = await cur.fetchone()
-    return LeaseHolder(row[0], int(row[1]), row[2], bool(row[3])) if row else None
+    return LeaseHolder(row[0], int(row[1]), row[2]) if row else None
 
 
 async def check_fences(conn: AsyncConnection, fences: Sequence[Fence]) -> None:

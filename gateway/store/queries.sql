@@ -900,7 +900,7 @@ RETURNING epoch;
 UPDATE leases SET holder = NULL, expires_at = clock_timestamp() WHERE name = %(name)s AND holder = %(holder)s;
 
 -- name: lease_holder
-SELECT holder, epoch, expires_at, expires_at > clock_timestamp() AS live FROM leases WHERE name = %s;
+SELECT holder, epoch, expires_at FROM leases WHERE name = %s;
 
 -- name: lock_fences
 -- The leases a commit is made under, locked until it commits: a replica taking one over waits for it.
