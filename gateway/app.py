@@ -7,12 +7,12 @@ import contextlib
 import gc
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import uvicorn
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway import metrics
 from gateway.api.app import create_api
@@ -26,6 +26,10 @@ from gateway.events import Batch, Fence, RawMessage
 from gateway.ingest import IngestLimits, Ingestor
 from gateway.ingest.frame_counters import FrameCounters
 from gateway.ingest.rate_limit import DeviceRateLimiter
+from gateway.ledger.book import Book, books_of
+from gateway.ledger.keeping import Entry, update_live
+from gateway.ledger.keeping import entries as ledger_entries
+from gateway.ledger.keeping import rebuild as rebuild_ledger
 from gateway.organisation.jurisdictions import jurisdiction_files
 from gateway.organisation.mail.compose import MailComposer, Templates
 from gateway.organisation.mail.send import MailSender, SmtpServer
@@ -144,6 +148,7 @@ class Gateway:
         self.partitions: PartitionKeeper | None = None
         self.leases: list[LeaseKeeper] = []
         self.lost_lease = False  # stopped because another replica took over the MQTT session
+        self._books: tuple[tuple[int, int], dict[str, Book]] | None = None
     def readiness(self) -> dict[str, bool]:
         checks = {"database": self._database_ok}
         if self.settings.gateway_enabled:
@@ -229,12 +234,32 @@ class Gateway:
                 found = engine.sweep(now, await sweeps.facts(engine.sweep_questions(now)))
                 sink = PostgresSink(pool, settings.correlation_distance_m, settings.correlation_window_s, cities)
                 stats = await sink.commit(Batch(findings=found.findings, states=found.states, fences=(fence,)))
+                async with pool.connection() as conn:
+                    for book in self.ledger_books().values():
+                        await update_live(conn, book, (fence,), timedelta(seconds=self.settings.ledger_late_s))
             finally:
                 await lease.release()
         finally:
             await pool.close()
         return {"findings": len(found.findings), "opened": len(stats.cases.opened),
                 "resolved": len(stats.cases.resolved)}
+
+    async def ledger(self, first: date, last: date, *, rebuild: bool = False) -> list[Entry]:
+        """The ledger of days [first, last] (`wastegate ledger`), rebuilt from history first when asked."""
+        pool = await open_pool(self.settings.database_url)
+        try:
+            self.cities = await load_cities(self.settings, pool)
+            self.rules = self._load_rules(self.cities)
+            await self._refresh_devices(pool)
+            found: list[Entry] = []
+            async with pool.connection() as conn:
+                for book in self.ledger_books().values():
+                    if rebuild:
+                        await rebuild_ledger(conn, book, first, last)
+                    found.extend(await ledger_entries(conn, book, first, last, self.clock()))
+            return found
+        finally:
+            await pool.close()
 
     def _sweeping_ids(self) -> list[str]:
         return [rule.id for rule in self.rules.rules if rule.sweeps]
@@ -400,6 +425,28 @@ class Gateway:
         tasks.create_task(self._every(3600, lambda: asyncio.to_thread(self._maintain_partitions), stop))
         tasks.create_task(self._every(settings.rules_reload_s, self.reload_rules_if_changed, stop))
         tasks.create_task(self._every(settings.sweep_s, self.pipeline.request_sweep, stop))
+        tasks.create_task(self._every(settings.ledger_s, lambda: self._ledger_round(pool, sweeping), stop))
+
+    def ledger_books(self) -> dict[str, Book]:
+        """Per municipality, the stops on a collection schedule, as the rules and the registry say now."""
+        key = (id(self.rules), self.devices.version)
+        if self._books is None or self._books[0] != key:
+            self._books = (key, books_of(self.rules, self.devices, self.settings.ledger_pass_m))
+        return self._books[1]
+
+    async def _ledger_round(self, pool: AsyncConnectionPool, sweeping: LeaseKeeper) -> None:
+        """The live ledger, kept by the holder of the sweep lease from what is committed."""
+        fence = sweeping.held()
+        if fence is None:
+            return
+        try:
+            async with pool.connection() as conn:
+                for book in self.ledger_books().values():
+                    await update_live(conn, book, (fence,), timedelta(seconds=self.settings.ledger_late_s))
+        except (psycopg.OperationalError, PoolTimeout, Fenced) as exc:
+            log.warning("ledger round skipped", extra={"error": str(exc)})
+        except Exception:
+            log.exception("ledger round failed")
 
     def _load_rules(self, cities: Cities | None) -> RuleSet:
         """Each municipality's rules (ids prefixed when there are several), checked against its catalogue and,
@@ -466,7 +513,7 @@ class Gateway:
 
     async def _serve_api(self, stop: asyncio.Event, pool: AsyncConnectionPool) -> None:
         assert self.cities is not None
-        api_context = ApiContext(self.settings, pool, self.profiles, self.clock, self.cities)
+        api_context = ApiContext(self.settings, pool, self.profiles, self.clock, self.cities, self.ledger_books)
         app = create_api(self.readiness, api_context)
         config = uvicorn.Config(
             app, host=self.settings.api_host, port=self.settings.api_port,

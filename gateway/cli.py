@@ -7,7 +7,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -219,6 +219,47 @@ def sweep(
         raise typer.Exit(2) from None
     typer.echo(f"swept at {now.isoformat()}: {done['findings']} findings, {done['opened']} incidents opened, "
                f"{done['resolved']} resolved")
+
+
+@app.command()
+def ledger(
+    date_: Annotated[str, typer.Option("--date", help="the day (YYYY-MM-DD); --until for several")],
+    until: Annotated[str | None, typer.Option(help="the last day of a range (YYYY-MM-DD)")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="write the rows as CSV here ('-': stdout)")] = None,
+    round_: Annotated[str | None, typer.Option("--round", help="only this round")] = None,
+    district: Annotated[str | None, typer.Option(help="only this district (service area)")] = None,
+    truck: Annotated[str | None, typer.Option(help="only stops this truck lifted or passed")] = None,
+    rebuild: Annotated[bool, typer.Option(help="rebuild the days from the telemetry first")] = False,
+) -> None:
+    """The collection ledger of a day: every stop due (lifted, not presented, missed, pending) and every lift
+    off schedule (extra), with each round's coverage."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from gateway.app import Gateway
+    from gateway.ledger.report import coverage, select, to_csv
+
+    try:
+        first = date.fromisoformat(date_)
+        last = date.fromisoformat(until) if until else first
+    except ValueError as exc:
+        raise typer.BadParameter(f"dates are YYYY-MM-DD: {exc}") from None
+    if last < first:
+        raise typer.BadParameter("--until is before --date")
+    entries = select(asyncio.run(Gateway(Settings()).ledger(first, last, rebuild=rebuild)), round_, district, truck)
+    if csv_file is not None:
+        text = to_csv(entries)
+        if str(csv_file) == "-":
+            typer.echo(text, nl=False)
+            return
+        csv_file.write_text(text, encoding="utf-8")
+    table = Table("day", "round", "due", "lifted", "not presented", "missed", "pending", "served", "kg")
+    for line in coverage(entries):
+        table.add_row(line["day"], line["round"], str(line["due"]), str(line["lifted"]), str(line["not_presented"]),
+                      str(line["missed"]), str(line["pending"]), f"{line['served_share']:.0%}", str(line["kg"]))
+    Console().print(table)
+    extra = sum(1 for e in entries if e.status == "extra")
+    typer.echo(f"{len(entries)} rows ({extra} lifts off schedule)" + (f"; written to {csv_file}" if csv_file else ""))
 
 
 @app.command()

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     jurisdictions_dir: Path | None = None
     rules_reload_s: float = Field(default=5.0, gt=0, description="how often rule files are checked for changes")
     sweep_s: float = Field(default=60.0, gt=0, description="how often absence rules look for silent devices")
+    # The collection ledger: how often the holder of the sweep lease folds what was received into it, and
+    # how near a truck must come to a stop, during its window, to count as having passed it.
+    ledger_s: float = Field(default=30.0, gt=0)
+    ledger_pass_m: float = Field(default=30.0, gt=0, le=500)
+    ledger_late_s: float = Field(default=2 * 86400, gt=0, description="the oldest device time a live round reads")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_enabled: bool = True

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.ledger.book import Book
 from gateway.organisation.setup import Cities, City
 from gateway.profiles.loader import ProfileSet
 from gateway.settings import Settings
@@ -23,6 +24,8 @@ class ApiContext:
     profiles: ProfileSet
     clock: Callable[[], datetime]
     cities: Cities
+    # Per municipality, the stops on a collection schedule (the collection ledger's), as the rules say now.
+    ledger_books: Callable[[], Mapping[str, Book]] = lambda: {}
 
     def city(self, jurisdiction: str) -> City:
         """The municipality of a signed-in user or token (who always belongs to one that exists)."""

@@ -25,6 +25,8 @@ from gateway import __version__
 from gateway.api.bounds import MAX_ID, bounded_time, storable_text
 from gateway.api.context import ApiContext, context
 from gateway.catalogue import ServiceDefinition
+from gateway.ledger.answers import SERVICE_CODE as MISSED_COLLECTION
+from gateway.ledger.answers import answer_report
 from gateway.media.photos import PhotoRefused, clean_upload
 from gateway.organisation.directory import normalized_email
 from gateway.organisation.setup import City
@@ -219,6 +221,10 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
             timedelta(seconds=api.settings.correlation_window_s), api.cities)
         if cleaned is not None:
             await store_photo(conn, incident_id, cleaned)
+        if code == MISSED_COLLECTION and (book := api.ledger_books().get(city.id)) is not None:
+            # Answered before the POST returns: what the trucks saw of that doorstep today.
+            await answer_report(conn, book, incident_id, address, lat, lon, api.clock(),
+                                api.settings.correlation_distance_m)
     # The reporter learns that a request in an internal service will not be listed, not even to them.
     notice = "" if service.public else "this request is followed up by staff and is not published"
     return render([{"service_request_id": str(incident_id), "service_notice": notice, "account_id": None}], fmt,

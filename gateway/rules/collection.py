@@ -56,6 +56,7 @@ class Household(BaseModel):
     lat: float | None = None
     lon: float | None = None
     service_area: str | None = None
+    round: str | None = None  # the collection round it is on (the ledger's coverage); its service area if unset
     days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(min_length=1)
     window: str = Field(pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$", description="local time, e.g. 06:00-12:00")
 
@@ -122,7 +123,7 @@ def household_from_device(device: Device) -> Household | None:
     a = device.attributes
     try:
         return Household(id=device.device_id, tag=str(a["rfid"]), address=str(a.get("address", device.name or "")),
-                         lat=device.lat, lon=device.lon, service_area=a.get("service_area"),
+                         lat=device.lat, lon=device.lon, service_area=a.get("service_area"), round=a.get("round"),
                          days=tuple(a.get("collection_days", ())), window=str(a.get("collection_window", "")))
     except (KeyError, ValidationError):
         return None

@@ -195,6 +195,9 @@ WHERE distance_m <= %(distance_m)s
 ORDER BY distance_m, id
 LIMIT 1;
 
+-- name: link_report
+UPDATE incidents SET linked_to = %(to)s, updated_at = now() WHERE id = %(id)s AND linked_to IS NULL;
+
 -- name: link_open_reports
 -- The other way round from matching_device_incident: when a device incident opens, the open reports of
 -- its service near it, made within the window before it and linked to nothing yet, are linked to it.
@@ -946,3 +949,59 @@ SELECT rule_id, subject, state FROM rule_state WHERE rule_id = ANY(%s);
 
 -- name: rule_states_of_partition
 SELECT rule_id, subject, state FROM rule_state WHERE partition = %s;
+
+-- The collection ledger -------------------------------------------------------------------------------
+
+-- name: ledger_readings_received
+-- The trucks' readings received since a time (the live ledger; `late` bounds how far back in device time an
+-- upload may reach), in receiving order.
+SELECT t.device_id, t.time, t.lat, t.lon, t.rfid, t.event, t.weight_kg, t.received_at, t.message_key
+FROM telemetry t
+WHERE t.received_at >= %(since)s AND t.time >= %(oldest)s
+  -- the next page: after the last row of the previous one
+  AND (%(after)s::text IS NULL
+       OR (t.received_at, t.device_id, t.time, t.message_key) > (%(since)s, %(after)s, %(after_time)s, %(after_key)s))
+  AND (t.lat IS NOT NULL OR t.event IS NOT NULL)
+  AND t.device_id IN (SELECT device_id FROM devices WHERE kind = 'truck' AND jurisdiction_id = %(jurisdiction)s)
+ORDER BY t.received_at, t.device_id, t.time, t.message_key
+LIMIT %(limit)s;
+
+-- name: ledger_readings_between
+-- The trucks' readings of a stretch of device time (a rebuild, a lookup).
+SELECT t.device_id, t.time, t.lat, t.lon, t.rfid, t.event, t.weight_kg, t.received_at
+FROM telemetry t
+WHERE t.time >= %(start)s AND t.time < %(end)s
+  AND (t.lat IS NOT NULL OR t.event IS NOT NULL)
+  AND (%(south)s::float8 IS NULL OR (t.lat BETWEEN %(south)s AND %(north)s AND t.lon BETWEEN %(west)s AND %(east)s)
+       OR t.rfid = %(tag)s)
+  AND t.device_id IN (SELECT device_id FROM devices WHERE kind = 'truck' AND jurisdiction_id = %(jurisdiction)s)
+ORDER BY t.time, t.device_id;
+
+-- name: ledger_rows
+SELECT stop_id, day, scheduled, lift_at, lift_truck, lift_lat, lift_lon, lift_weight_kg, passed_at, passed_truck,
+       not_out_at, not_out_truck
+FROM collection_ledger
+WHERE jurisdiction_id = %(jurisdiction)s AND day >= %(first)s AND day <= %(last)s
+  AND (%(stop_ids)s::text[] IS NULL OR stop_id = ANY(%(stop_ids)s::text[]))
+ORDER BY day, stop_id;
+
+-- name: ledger_upsert
+INSERT INTO collection_ledger (jurisdiction_id, stop_id, day, scheduled, lift_at, lift_truck, lift_lat, lift_lon,
+                               lift_weight_kg, passed_at, passed_truck, not_out_at, not_out_truck, updated_at)
+VALUES (%(jurisdiction)s, %(stop_id)s, %(day)s, %(scheduled)s, %(lift_at)s, %(lift_truck)s, %(lift_lat)s,
+        %(lift_lon)s, %(lift_weight_kg)s, %(passed_at)s, %(passed_truck)s, %(not_out_at)s, %(not_out_truck)s, now())
+ON CONFLICT (jurisdiction_id, day, stop_id) DO UPDATE SET
+    scheduled = excluded.scheduled, lift_at = excluded.lift_at, lift_truck = excluded.lift_truck,
+    lift_lat = excluded.lift_lat, lift_lon = excluded.lift_lon, lift_weight_kg = excluded.lift_weight_kg,
+    passed_at = excluded.passed_at, passed_truck = excluded.passed_truck, not_out_at = excluded.not_out_at,
+    not_out_truck = excluded.not_out_truck, updated_at = now();
+
+-- name: ledger_delete_days
+DELETE FROM collection_ledger WHERE jurisdiction_id = %(jurisdiction)s AND day >= %(first)s AND day <= %(last)s;
+
+-- name: ledger_read_until
+SELECT read_until FROM ledger_progress WHERE jurisdiction_id = %(jurisdiction)s;
+
+-- name: ledger_set_read_until
+INSERT INTO ledger_progress (jurisdiction_id, read_until) VALUES (%(jurisdiction)s, %(read_until)s)
+ON CONFLICT (jurisdiction_id) DO UPDATE SET read_until = greatest(ledger_progress.read_until, excluded.read_until);

@@ -214,6 +214,29 @@ async def comment(conn: AsyncConnection, incident_id: int, actor: str, note: str
     await add_event(conn, incident_id, "comment", actor, note=note, public=public, data=data)
 
 
+async def link_to_matching(conn: AsyncConnection, report_id: int, service_code: str, lat: float, lon: float,
+                           jurisdiction: str, within_m: float, now: datetime, window: timedelta = timedelta(days=2),
+                           actor: str = "system") -> int | None:
+    """Links a report not linked yet to the open device incident of its service nearest (lat, lon) (a
+    report given by address: the place it was matched to); the incident's id, or None."""
+    async with conn.cursor() as cur:
+        await cur.execute(query("matching_device_incident"), {
+            "lat": lat, "lon": lon, "service_code": service_code, "since": now - window, "distance_m": within_m,
+            "jurisdiction": jurisdiction})
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        await cur.execute(query("link_report"), {"id": report_id, "to": row[0]})
+        if cur.rowcount == 0:
+            return None
+    linked_to = int(row[0])
+    await add_event(conn, report_id, "link", actor, note=f"linked to incident {linked_to}",
+                    data={"linked_to": linked_to})
+    await add_event(conn, linked_to, "link", actor, note=f"citizen report {report_id} linked",
+                    data={"report": report_id})
+    return linked_to
+
+
 async def mark_duplicate(conn: AsyncConnection, incident_id: int, of_id: int, actor: str) -> None:
     if incident_id == of_id:
         raise TransitionRefused("an incident cannot duplicate itself")

@@ -1,0 +1,65 @@
+"""The collection ledger's rows and the trucks' readings it is built from (see gateway/ledger/)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from gateway.store.queries import query
+
+Row = dict[str, Any]
+
+
+async def readings_received(conn: AsyncConnection, jurisdiction: str, since: datetime, late: timedelta,
+                             limit: int, after: Row | None = None) -> list[Row]:
+    """Received at or after `since`, in receiving order; `after`: the last row of the previous page."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("ledger_readings_received"), {
+            "since": after["received_at"] if after else since, "oldest": since - late, "jurisdiction": jurisdiction,
+            "limit": limit, "after": after["device_id"] if after else None,
+            "after_time": after["time"] if after else None, "after_key": after["message_key"] if after else None})
+        return await cur.fetchall()
+
+
+async def readings_between(conn: AsyncConnection, jurisdiction: str, start: datetime, end: datetime,
+                           box: tuple[float, float, float, float] | None = None, tag: str | None = None) -> list[Row]:
+    """Device time in [start, end); with `box` (south, west, north, east), only fixes inside it or lifts of `tag`."""
+    south, west, north, east = box if box else (None, None, None, None)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("ledger_readings_between"), {
+            "start": start, "end": end, "jurisdiction": jurisdiction, "south": south, "west": west, "north": north,
+            "east": east, "tag": tag})
+        return await cur.fetchall()
+
+
+async def ledger_rows(conn: AsyncConnection, jurisdiction: str, first: date, last: date,
+                      stop_ids: Sequence[str] | None = None) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query("ledger_rows"), {"jurisdiction": jurisdiction, "first": first, "last": last,
+                                                 "stop_ids": list(stop_ids) if stop_ids is not None else None})
+        return await cur.fetchall()
+
+
+async def upsert_rows(conn: AsyncConnection, jurisdiction: str, rows: Sequence[Row]) -> None:
+    if rows:
+        async with conn.cursor() as cur:
+            await cur.executemany(query("ledger_upsert"), [{**row, "jurisdiction": jurisdiction} for row in rows])
+
+
+async def delete_days(conn: AsyncConnection, jurisdiction: str, first: date, last: date) -> None:
+    await conn.execute(query("ledger_delete_days"), {"jurisdiction": jurisdiction, "first": first, "last": last})
+
+
+async def read_until(conn: AsyncConnection, jurisdiction: str) -> datetime | None:
+    async with conn.cursor() as cur:
+        await cur.execute(query("ledger_read_until"), {"jurisdiction": jurisdiction})
+        row = await cur.fetchone()
+        return row[0] if row else None
+
+
+async def set_read_until(conn: AsyncConnection, jurisdiction: str, at: datetime) -> None:
+    await conn.execute(query("ledger_set_read_until"), {"jurisdiction": jurisdiction, "read_until": at})
