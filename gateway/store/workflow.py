@@ -231,9 +231,9 @@ async def link_to_matching(conn: AsyncConnection, report_id: int, service_code: 
             return None
     linked_to = int(row[0])
     await add_event(conn, report_id, "link", actor, note=f"linked to incident {linked_to}",
-                    data={"linked_to": linked_to})
+                    data={"linked_to": linked_to}, public=False)
     await add_event(conn, linked_to, "link", actor, note=f"citizen report {report_id} linked",
-                    data={"report": report_id})
+                    data={"report": report_id}, public=False)
     return linked_to
 
 
