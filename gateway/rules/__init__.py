@@ -16,10 +16,11 @@ from pydantic import Field
 
 from gateway.rules.absence import AbsenceConfig
 from gateway.rules.collection import CollectionConfig
+from gateway.rules.forecast import FillForecastConfig
 from gateway.rules.geofence import GeofenceConfig
 from gateway.rules.threshold import ThresholdConfig
 
-KIND_CONFIGS = (ThresholdConfig, GeofenceConfig, AbsenceConfig, CollectionConfig)
+KIND_CONFIGS = (ThresholdConfig, GeofenceConfig, AbsenceConfig, CollectionConfig, FillForecastConfig)
 
 # The union pydantic validates a rule against, told apart by `kind` (built at run time from the list above).
 RuleConfig: Any = Annotated[reduce(or_, KIND_CONFIGS), Field(discriminator="kind")]
