@@ -42,6 +42,23 @@ FILL_NOISE = 1.5  # the level sensor's noise, % (one standard deviation)
 TRUCK_EVERY_S = 5
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SCHEDULES = (("mon", "thu"), ("tue", "fri"), ("wed", "sat"))
+WEEKEND_FILL = 1.4  # containers fill faster at weekends
+
+
+def hours_to_reach(month_start: datetime, at_s: float, fill: float, rate: float, level: float = 80.0) -> float:
+    """The fill model's own answer: hours from `at_s` until a container at `fill` reaches `level` if nobody
+    empties it."""
+    t, hours = at_s, 0.0
+    step = 600.0
+    while fill < level:
+        weekend = (month_start + timedelta(seconds=t)).astimezone(MADRID).weekday() >= 5
+        gain = rate * step / 3600 * (WEEKEND_FILL if weekend else 1.0)
+        if fill + gain >= level:
+            return hours + (level - fill) / gain * step / 3600
+        fill += gain
+        t += step
+        hours += step / 3600
+    return hours
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,10 @@ class Month:
         prepare(self.school)
         prepare(self.school_slow)
         self.truth: list[TruthEvent] = []
+        # The fill model itself, per container: its rate (% an hour on weekdays, WEEKEND_FILL times that at
+        # weekends) and its true (noiseless) fill at each report, as seconds from the start.
+        self.fill_rates: dict[str, float] = {}
+        self.true_fills: dict[str, list[tuple[float, float]]] = {}
         rng = random.Random(seed)
         self._containers = [self._container_device(i, rng) for i in range(containers)]
         self._households = [self._household(i, rng) for i in range(households)]
@@ -141,7 +162,8 @@ class Month:
         device_id = device.device_id
         seconds = self.days * 86400
         fill = rng.uniform(0, 30)
-        rate = rng.uniform(0.4, 1.6)  # % an hour
+        rate = self.fill_rates[device_id] = rng.uniform(0.4, 1.6)  # % an hour
+        true_fills = self.true_fills[device_id] = []
         empties = []
         at = rng.uniform(1, 2.5) * 86400
         while at < seconds:
@@ -170,7 +192,7 @@ class Month:
         while t < seconds:
             step_h = (t - prev_t) / 3600
             weekend = (self.start + timedelta(seconds=t)).astimezone(MADRID).weekday() >= 5
-            fill = min(100.0, fill + rate * step_h * (1.4 if weekend else 1.0))
+            fill = min(100.0, fill + rate * step_h * (WEEKEND_FILL if weekend else 1.0))
             while empties and empties[0] <= t:
                 emptied_at = empties.pop(0)
                 if full_since is not None:
@@ -179,6 +201,7 @@ class Month:
                                 ambiguous=emptied_at - full_since < 45 * 60 or full_peak < 80 + 2 * FILL_NOISE)
                     full_since = None
                 fill = rng.uniform(0, 4)
+            true_fills.append((t, fill))
             if full_since is None and fill >= 80:
                 full_since, full_peak = t, fill
             elif full_since is not None:

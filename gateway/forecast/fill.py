@@ -9,7 +9,8 @@ The forecast fits the current filling with the Theil–Sen estimator (the median
 robust to outliers) against "weekday-equivalent hours" (a weekend hour counts as the learnt weekend/weekday
 ratio), with its 90 % confidence interval; a filling seen only for a few hours leans on the learnt rate.
 The time to full walks the level forward hour by hour at the rate of each hour's kind of day; the early and
-late ends of the interval come from the interval's high and low rate.
+late ends of the interval come from the interval's high and low rate, from a level one spread higher and
+lower.
 """
 
 from __future__ import annotations
@@ -168,8 +169,8 @@ def forecast(history: History, now: datetime, threshold: float, tz: tzinfo = UTC
     if len(samples) < MIN_SAMPLES:
         return None
     factor = weekend_factor(history)
-    t0 = samples[0][0]
-    xs = np.array([_effective_hours(t0, s[0], factor, tz) for s in samples])
+    steps = [0.0] + [_effective_hours(a[0], b[0], factor, tz) for a, b in itertools.pairwise(samples)]
+    xs = np.cumsum(steps)
     ys = np.array([s[1] for s in samples])
     slope, intercept, low, high = (float(v) for v in theilslopes(ys, xs, 0.90))
     n = len(samples)
@@ -183,13 +184,16 @@ def forecast(history: History, now: datetime, threshold: float, tz: tzinfo = UTC
         slope, low, high = blended, blended - half, blended + half
         intercept = float(np.median(ys - slope * xs))
     t_now = now.timestamp()
-    level = intercept + slope * _effective_hours(t0, t_now, factor, tz)
+    level = intercept + slope * (float(xs[-1]) + _effective_hours(samples[-1][0], t_now, factor, tz))
     if math.isnan(level):
         return None
     level = max(0.0, min(100.0, level))
+    # The level is known to within the readings' spread around the fit (a robust standard deviation): the
+    # interval's early end is the high rate from the high level, its late end the low rate from the low one.
+    spread = 1.4826 * float(np.median(np.abs(ys - (intercept + slope * xs))))
     return Forecast(now, level, slope, _hours_to(level, threshold, slope, t_now, factor, tz),
-                    _hours_to(level, threshold, high, t_now, factor, tz),
-                    _hours_to(level, threshold, low, t_now, factor, tz), factor)
+                    _hours_to(min(100.0, level + spread), threshold, high, t_now, factor, tz),
+                    _hours_to(max(0.0, level - spread), threshold, low, t_now, factor, tz), factor)
 
 
 def next_emptying(history: History, now: datetime) -> datetime | None:
