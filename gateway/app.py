@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import psycopg
 import uvicorn
@@ -35,8 +36,11 @@ from gateway.organisation.mail.compose import MailComposer, Templates
 from gateway.organisation.mail.send import MailSender, SmtpServer
 from gateway.organisation.setup import Cities, load_cities
 from gateway.pipeline import Pipeline
+from gateway.plan.due import due_on, forecasts_of, places, shift_start, trucks_of
+from gateway.plan.routes import Plan, haversine_matrix, plan_routes, routing_service_matrix
 from gateway.profiles.loader import ProfileSet, load_profiles
 from gateway.rules.engine import RuleEngine
+from gateway.rules.forecast import FillForecastRule
 from gateway.rules.loader import RuleFileError, RuleSet, files_signature, load_rules
 from gateway.settings import Settings
 from gateway.sources.amqp import AmqpSource, AmqpSourceConfig
@@ -260,6 +264,28 @@ class Gateway:
             return found
         finally:
             await pool.close()
+
+    async def plan(self, day: date, threshold: float) -> Plan:
+        """Tomorrow's route (`wastegate plan`): the containers due on `day` and a route per truck."""
+        pool = await open_pool(self.settings.database_url)
+        try:
+            self.cities = await load_cities(self.settings, pool)
+            self.rules = self._load_rules(self.cities)
+            await self._refresh_devices(pool)
+            forecasting = [r for r in self.rules.rules if isinstance(r, FillForecastRule)]
+            async with pool.connection() as conn:
+                states = await load_rule_states_of(conn, [r.id for r in forecasting])
+        finally:
+            await pool.close()
+        tz = forecasting[0].tz if forecasting else ZoneInfo("UTC")
+        zones = self.jurisdictions[0].rules_dir / "zones"
+        depots, transfer = places(zones, "depots"), places(zones, "transfer-stations")[0]
+        due = due_on(day, self.devices, forecasts_of(states, {r.id for r in forecasting}, shift_start(day, tz)),
+                     tz, threshold)
+        matrix = routing_service_matrix(self.settings.routing_matrix_url) if self.settings.routing_matrix_url \
+            else haversine_matrix
+        return await asyncio.to_thread(plan_routes, day.isoformat(), due, trucks_of(self.devices, depots),
+                                       depots[0], transfer, matrix)
 
     def _sweeping_ids(self) -> list[str]:
         return [rule.id for rule in self.rules.rules if rule.sweeps]

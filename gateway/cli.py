@@ -263,6 +263,39 @@ def ledger(
 
 
 @app.command()
+def plan(
+    date_: Annotated[str, typer.Option("--date", help="the day to plan (YYYY-MM-DD)")],
+    out: Annotated[Path, typer.Option(help="directory for plan.geojson, plan.json, <truck>.gpx and .html")],
+    threshold: Annotated[float, typer.Option(help="a container forecast at this fill % by the shift's end is due")]
+    = 80.0,
+) -> None:
+    """A day's collection routes: the containers due (scheduled, or forecast full), a route per truck within
+    its capacity from its depot to the transfer station (VROOM), as GeoJSON, GPX and a driver's list."""
+    from gateway.app import Gateway
+    from gateway.plan.due import PlanRefused
+    from gateway.plan.export import write
+
+    try:
+        day = date.fromisoformat(date_)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--date is YYYY-MM-DD: {exc}") from None
+    try:
+        made = asyncio.run(Gateway(Settings()).plan(day, threshold))
+    except PlanRefused as exc:
+        typer.echo(f"no plan: {exc}", err=True)
+        raise typer.Exit(2) from None
+    write(made, out)
+    for route in made.routes:
+        typer.echo(f"{route.truck.id}: {len(route.stops)} containers, {route.litres}/{route.truck.capacity_l} l, "
+                   f"{route.distance_m / 1000:.1f} km")
+    typer.echo(f"{sum(len(r.stops) for r in made.routes)} containers on {len(made.routes)} routes, "
+               f"{made.distance_m / 1000:.1f} km; written to {out}")
+    if made.not_served:
+        typer.echo(f"not served (no capacity left): {', '.join(d.id for d in made.not_served)}", err=True)
+        raise typer.Exit(3)
+
+
+@app.command()
 def demo(
     duration: Annotated[float | None, typer.Option(help="seconds to run; until Ctrl-C when omitted")] = None,
     api_port: Annotated[int, typer.Option(help="port of the HTTP API")] = 8000,

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # how near a truck must come to a stop, during its window, to count as having passed it.
     ledger_s: float = Field(default=30.0, gt=0)
     ledger_pass_m: float = Field(default=30.0, gt=0, le=500)
+    # `wastegate plan`: a routing service's table API (OSRM's /table/v1/driving) for road distances; empty:
+    # straight-line (haversine) distances.
+    routing_matrix_url: str = ""
     ledger_late_s: float = Field(default=2 * 86400, gt=0, description="the oldest device time a live round reads")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
