@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from bench import rabbitmq, scenarios
+from bench import forecast, rabbitmq, routes, scenarios
 from bench.console import console as console_scenario
 from bench.stages import stage_costs
 from bench.traffic import devices, fleet_size, messages, write
@@ -123,6 +123,11 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
     print("rule_cost", figures["rule_cost"], flush=True)
     figures["rss"] = [scenarios.rss_for_devices(n) for n in (1000, 10_000, 100_000)]
     print("rss", figures["rss"], flush=True)
+    # The waste department's own answers: fill forecasts against the fill model, plans against fixed rounds.
+    figures["forecast"] = forecast.run(*((4, 30) if quick else (30, 150)), write=False)
+    print("forecast", figures["forecast"], flush=True)
+    figures["routes"] = routes.run(*((3, 45) if quick else (14, 150)), write=False)
+    print("routes", {k: v for k, v in figures["routes"].items() if k != "per_day"}, flush=True)
     e2e, limit, naive = (figures[k]["msg_per_s"] for k in ("end_to_end", "limit", "naive"))
     paho_us = 1e6 / limit
     gateway_us = figures["stages"]["gateway_python_us"]
@@ -142,6 +147,9 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
         "p99_commit_ms": figures["latency"]["p99_ms"],
         "incident_max_ms": figures["latency"].get("incident_max_ms"),
         "rss_mb_100000_devices": figures["rss"][-1]["rss_mb"],
+        "forecast_mae_h_at_24h": figures["forecast"]["time_to_full_error_h"]["24h"]["mae_h"],
+        "overflows_warned_before": figures["forecast"]["forecast_rule"]["share"],
+        "routing_saves_vs_fixed_rounds": figures["routes"]["routing_saves"],
     }
     targets = {
         "e2e_to_limit_ratio >= 0.65": summary["e2e_to_limit_ratio"] >= 0.65,

@@ -272,11 +272,15 @@ class Gateway:
             self.cities = await load_cities(self.settings, pool)
             self.rules = self._load_rules(self.cities)
             await self._refresh_devices(pool)
-            forecasting = [r for r in self.rules.rules if isinstance(r, FillForecastRule)]
-            async with pool.connection() as conn:
-                states = await load_rule_states_of(conn, [r.id for r in forecasting])
+            return await self.plan_with(pool, day, threshold)
         finally:
             await pool.close()
+
+    async def plan_with(self, pool: AsyncConnectionPool, day: date, threshold: float) -> Plan:
+        """A day's plan from the rules, the registry and the forecasts committed (the CLI, the API)."""
+        forecasting = [r for r in self.rules.rules if isinstance(r, FillForecastRule)]
+        async with pool.connection() as conn:
+            states = await load_rule_states_of(conn, [r.id for r in forecasting])
         tz = forecasting[0].tz if forecasting else ZoneInfo("UTC")
         zones = self.jurisdictions[0].rules_dir / "zones"
         depots, transfer = places(zones, "depots"), places(zones, "transfer-stations")[0]
@@ -539,7 +543,10 @@ class Gateway:
 
     async def _serve_api(self, stop: asyncio.Event, pool: AsyncConnectionPool) -> None:
         assert self.cities is not None
-        api_context = ApiContext(self.settings, pool, self.profiles, self.clock, self.cities, self.ledger_books)
+        api_context = ApiContext(
+            self.settings, pool, self.profiles, self.clock, self.cities, self.ledger_books,
+            planner=lambda day, threshold: self.plan_with(pool, day, threshold),
+            forecast_rule_ids=lambda: [r.id for r in self.rules.rules if isinstance(r, FillForecastRule)])
         app = create_api(self.readiness, api_context)
         config = uvicorn.Config(
             app, host=self.settings.api_host, port=self.settings.api_port,

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from gateway import __version__
-from gateway.api import devices, incidents, open311, photos, rules
+from gateway.api import devices, incidents, ledger, open311, photos, rules
 from gateway.api.auth import parse_tokens
 from gateway.api.context import ApiContext
 from gateway.api.health import health_router
@@ -33,6 +33,7 @@ def create_api(readiness: Callable[[], dict[str, bool]], api_context: ApiContext
         api.include_router(devices.router)
         api.include_router(rules.router)
         api.include_router(photos.router)
+        api.include_router(ledger.router)
         api.add_exception_handler(open311.Open311Error, _open311_error)  # type: ignore[arg-type]
         api.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
         api.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]

@@ -3,9 +3,9 @@ organisations and routing; one on a single-city install), settings and the clock
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import Request
@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.ledger.book import Book
 from gateway.organisation.setup import Cities, City
+from gateway.plan.routes import Plan
 from gateway.profiles.loader import ProfileSet
 from gateway.settings import Settings
 
@@ -26,6 +27,10 @@ class ApiContext:
     cities: Cities
     # Per municipality, the stops on a collection schedule (the collection ledger's), as the rules say now.
     ledger_books: Callable[[], Mapping[str, Book]] = lambda: {}
+    # A day's collection plan (`wastegate plan`), with a fill threshold; None where no gateway runs.
+    planner: Callable[[date, float], Awaitable[Plan]] | None = None
+    # The fill_forecast rules' ids (their states hold the forecasts and their errors).
+    forecast_rule_ids: Callable[[], list[str]] = lambda: []
 
     def city(self, jurisdiction: str) -> City:
         """The municipality of a signed-in user or token (who always belongs to one that exists)."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gateway.api.auth import Staff, requires
 from gateway.api.bounds import MAX_ID, Text, Time
 from gateway.api.context import ApiContext, context
+from gateway.api.ledger import collection_stats
 from gateway.organisation.directory import normalized_email
 from gateway.organisation.scope import NotPermitted, require_in_scope
 from gateway.store.queries import query
@@ -330,6 +331,7 @@ async def stats(api: Ctx, staff: Viewer, start: Time | None = None, end: Time | 
         await cur.execute(query("rating_stats"), {"start": start, "end": end, "jurisdiction": staff.scope.jurisdiction,
                                                   "organisations": staff.scope.organisations})
         ratings = await cur.fetchall()
+    collection = await collection_stats(api, staff, start, end)
     result: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "by_service_code": {},
                               "by_source": {}, "by_status": {}, "by_organisation": {}, "by_channel": {},
                               "ratings": {"by_service_code": {}, "by_organisation": {}, "by_month": {}}}
@@ -355,4 +357,6 @@ async def stats(api: Ctx, staff: Viewer, start: Time | None = None, end: Time | 
             result["by_status"][row["status"]] = entry
         else:
             result["total"] = entry
+    if collection is not None:
+        result["collection"] = collection  # the ledger's figures: city staff only
     return result

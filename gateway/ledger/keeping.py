@@ -59,6 +59,12 @@ def row_of(facts: Facts) -> dict[str, Any]:
             "not_out_at": not_out.at if not_out else None, "not_out_truck": not_out.truck if not_out else None}
 
 
+def _worked(book: Book, rows: list[dict[str, Any]]) -> set[date]:
+    """The local days the readings are of: days the trucks were at work."""
+    tz = book.stops[0].tz if book.stops else UTC
+    return {row["time"].astimezone(tz).date() for row in rows}
+
+
 async def _merge_and_store(conn: AsyncConnection, book: Book, folded: dict[tuple[str, date], Facts]) -> int:
     if not folded:
         return 0
@@ -83,6 +89,7 @@ async def update_live(conn: AsyncConnection, book: Book, fences: Sequence[Fence]
         while True:
             rows = await store.readings_received(conn, book.jurisdiction, since, late, PAGE, after)
             changed += await _merge_and_store(conn, book, book.fold(map(reading_of, rows)))
+            await store.add_worked_days(conn, book.jurisdiction, sorted(_worked(book, rows)))
             if rows:
                 newest = max(newest or rows[-1]["received_at"], rows[-1]["received_at"])
             if len(rows) < PAGE:
@@ -105,19 +112,29 @@ async def rebuild(conn: AsyncConnection, book: Book, first: date, last: date) ->
     start, end = _day_bounds(book, first, last)
     async with conn.transaction():
         await store.delete_days(conn, book.jurisdiction, first, last)
+        await store.delete_worked_days(conn, book.jurisdiction, first, last)
         rows = await store.readings_between(conn, book.jurisdiction, start, end)
+        await store.add_worked_days(conn, book.jurisdiction,
+                                    sorted(d for d in _worked(book, rows) if first <= d <= last))
         folded = book.fold(map(reading_of, rows), (first, last))
         await store.upsert_rows(conn, book.jurisdiction, [row_of(folded[key]) for key in sorted(folded)])
     return len(folded)
 
 
 async def entries(conn: AsyncConnection, book: Book, first: date, last: date, now: datetime) -> list[Entry]:
-    """Every stop due on each day of [first, last], and every lift off schedule, with its status at `now`."""
+    """Every stop due on each day of [first, last], and every lift off schedule, with its status at `now`.
+    A past day the trucks sent nothing of (before the ledger was kept, an outage) is not listed: no data is
+    not a day of misses."""
     rows = await store.ledger_rows(conn, book.jurisdiction, first, last)
     stored = {(f.stop_id, f.day): f for f in map(facts_of, rows)}
+    worked = await store.worked_days(conn, book.jurisdiction, first, last)
+    today = now.astimezone(book.stops[0].tz).date() if book.stops else now.date()
     found = []
     day = first
     while day <= last:
+        if day not in worked and day < today:
+            day += timedelta(days=1)
+            continue
         for stop in book.due_on(day):
             facts = stored.pop((stop.id, day), None) or Facts(stop.id, day, True)
             found.append(Entry(stop, facts, facts.status_at(stop, now)))

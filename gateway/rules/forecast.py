@@ -39,6 +39,17 @@ class FillForecastConfig(RuleConfigBase):
 class ForecastState(History, total=False):
     open: bool  # the incident is open
     f: list[Any] | None  # the latest forecast (Forecast.as_state)
+    p: list[list[float]]  # this filling's forecasts, one each 3 hours: [made at, full at] (epoch s)
+    x: bool  # this filling has reached the threshold
+    err: list[list[float]]  # the last forecast errors: [reached at, |full at − reached at| in hours], made ~24 h ahead
+
+
+def _note_error(state: ForecastState, reached: float) -> None:
+    """How far the forecast made about a day earlier was from when the filling reached the threshold."""
+    made = [p for p in state.get("p", []) if 18 * 3600 <= reached - p[0] <= 30 * 3600]
+    if made:
+        closest = min(made, key=lambda p: abs(reached - p[0] - 24 * 3600))
+        state["err"] = [*state.get("err", [])[-9:], [reached, round(abs(closest[1] - reached) / 3600, 2)]]
 
 
 def next_scheduled(attributes: Mapping[str, Any], after: datetime, tz: ZoneInfo) -> datetime | None:
@@ -77,13 +88,25 @@ class FillForecastRule(RuleBase):
         current: ForecastState = dict(state or {})  # type: ignore[assignment]
         emptied, closed = observe(current, reading.time, reading.fill_pct, self.tz)
         findings = []
-        if emptied and current.pop("open", False):
-            findings.append(self.finding("resolve", reading.device_id, reading.time, context,
-                                         data={"emptied_at": reading.time.isoformat()}))
+        if emptied:
+            current.pop("p", None)
+            current.pop("x", None)
+            if current.pop("open", False):
+                findings.append(self.finding("resolve", reading.device_id, reading.time, context,
+                                             data={"emptied_at": reading.time.isoformat()}))
         if not (closed or emptied):
             return Outcome(current, findings)
+        samples = current.get("s", [])
+        if samples and samples[-1][1] >= self.forecasting.threshold and not current.get("x"):
+            current["x"] = True
+            _note_error(current, samples[-1][0])
         predicted = forecast(current, reading.time, self.forecasting.threshold, self.tz)
         current["f"] = predicted.as_state() if predicted else None
+        if predicted is not None and predicted.hours_to_full is not None and not current.get("x"):
+            made = current.get("p", [])
+            if not made or reading.time.timestamp() - made[-1][0] >= 3 * 3600:
+                full_at_s = reading.time.timestamp() + predicted.hours_to_full * 3600
+                current["p"] = [*made[-39:], [reading.time.timestamp(), round(full_at_s)]]
         if predicted is None or current.get("open") or predicted.hours_to_full is None \
                 or predicted.level >= self.forecasting.threshold or predicted.hours_to_full > self.horizon_h:
             return Outcome(current, findings)

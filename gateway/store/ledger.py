@@ -63,3 +63,18 @@ async def read_until(conn: AsyncConnection, jurisdiction: str) -> datetime | Non
 
 async def set_read_until(conn: AsyncConnection, jurisdiction: str, at: datetime) -> None:
     await conn.execute(query("ledger_set_read_until"), {"jurisdiction": jurisdiction, "read_until": at})
+
+
+async def add_worked_days(conn: AsyncConnection, jurisdiction: str, days: Sequence[date]) -> None:
+    if days:
+        await conn.execute(query("ledger_add_days"), {"jurisdiction": jurisdiction, "days": sorted(set(days))})
+
+
+async def delete_worked_days(conn: AsyncConnection, jurisdiction: str, first: date, last: date) -> None:
+    await conn.execute(query("ledger_delete_worked_days"), {"jurisdiction": jurisdiction, "first": first, "last": last})
+
+
+async def worked_days(conn: AsyncConnection, jurisdiction: str, first: date, last: date) -> set[date]:
+    async with conn.cursor() as cur:
+        await cur.execute(query("ledger_worked_days"), {"jurisdiction": jurisdiction, "first": first, "last": last})
+        return {row[0] for row in await cur.fetchall()}

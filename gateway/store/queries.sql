@@ -1005,3 +1005,24 @@ SELECT read_until FROM ledger_progress WHERE jurisdiction_id = %(jurisdiction)s;
 -- name: ledger_set_read_until
 INSERT INTO ledger_progress (jurisdiction_id, read_until) VALUES (%(jurisdiction)s, %(read_until)s)
 ON CONFLICT (jurisdiction_id) DO UPDATE SET read_until = greatest(ledger_progress.read_until, excluded.read_until);
+
+-- name: overflow_hours
+-- Per container, the hours its "container full" incidents were open within [start, end).
+SELECT device_id, sum(extract(epoch FROM least(coalesce(resolved_at, closed_at, %(end)s), %(end)s)
+                                          - greatest(first_seen_at, %(start)s))) / 3600.0 AS hours
+FROM incidents
+WHERE source = 'device_rule' AND service_code = 'container_full' AND device_id IS NOT NULL
+  AND jurisdiction_id = %(jurisdiction)s AND first_seen_at < %(end)s
+  AND coalesce(resolved_at, closed_at, %(end)s) > %(start)s
+GROUP BY device_id
+ORDER BY hours DESC, device_id;
+
+-- name: ledger_add_days
+INSERT INTO ledger_days (jurisdiction_id, day) SELECT %(jurisdiction)s, unnest(%(days)s::date[])
+ON CONFLICT DO NOTHING;
+
+-- name: ledger_delete_worked_days
+DELETE FROM ledger_days WHERE jurisdiction_id = %(jurisdiction)s AND day >= %(first)s AND day <= %(last)s;
+
+-- name: ledger_worked_days
+SELECT day FROM ledger_days WHERE jurisdiction_id = %(jurisdiction)s AND day >= %(first)s AND day <= %(last)s;

@@ -75,6 +75,7 @@ def test_the_live_ledger_equals_the_one_rebuilt_from_history(settings: Settings,
         wait_until(lambda: (scalar(settings.database_url, "SELECT read_until FROM ledger_progress") or newest)
                    >= newest and scalar(settings.database_url, "SELECT read_until FROM ledger_progress"), timeout_s=30)
     live = ledger_rows(settings.database_url)
+    live_days = sql(settings.database_url, "SELECT day FROM ledger_days ORDER BY day")
 
     csv_path = tmp_path / "ledger.csv"
     env = {"WASTEGATE_DATABASE_URL": settings.database_url, "WASTEGATE_RULES_DIR": str(settings.rules_dir),
@@ -86,6 +87,8 @@ def test_the_live_ledger_equals_the_one_rebuilt_from_history(settings: Settings,
     rebuilt = ledger_rows(settings.database_url)
     assert len(live) > 40
     assert live == rebuilt
+    assert live_days == sql(settings.database_url, "SELECT day FROM ledger_days ORDER BY day") == [
+        (date(2026, 3, 2),), (date(2026, 3, 3),), (date(2026, 3, 4),)]
 
     rows = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))))
     by_status: dict[str, list[dict[str, str]]] = {}

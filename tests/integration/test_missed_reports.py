@@ -62,7 +62,9 @@ def city(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, Set
     (rules / "data" / "households.yaml").write_text(json.dumps({"households": HOUSEHOLDS}), encoding="utf-8")
     settings = settings.model_copy(update={
         "api_enabled": True, "api_port": free_port(), "open311_api_keys": [KEY], "rules_dir": rules,
-        "api_tokens": ["op-token:operator:clerk"], "sweep_s": 0.3, "ledger_s": 0.3})
+        "api_tokens": ["op-token:operator:clerk", "viewer-token:viewer:analyst",
+                       "partner-token:operator:contractor:/manteniment-contenidors"],
+        "sweep_s": 0.3, "ledger_s": 0.3})
     upsert_devices(settings.database_url, [Device("T-EIX", "truck", "truck", "4417 KLM",
                                                   attributes={"service_area": "Eixample"})])
     clock = Clock(local(8, 50))  # the gateway first sees the households before their windows end
@@ -147,3 +149,35 @@ def test_a_report_elsewhere_or_off_schedule_is_not_answered(city: tuple[httpx.Cl
     incident_id = report(client, address_string="Carrer de Pau Claris 1")
     assert public_notes(settings, incident_id) == []
     assert client.get(f"/api/v1/incidents/{incident_id}", headers=STAFF).json()["status"] == "open"
+
+
+def test_the_ledger_api_its_csv_coverage_and_the_collection_figures(city: tuple[httpx.Client, Settings, Clock]) -> None:
+    client, settings, _ = city
+    day = DAY.date().isoformat()
+    rows = client.get("/api/v1/ledger", params={"date": day}, headers=STAFF).json()["rows"]
+    assert {r["stop_id"]: r["status"] for r in rows} == {
+        "H-LIFTED": "lifted", "H-NOT-OUT": "not_presented", "H-LATER": "pending", "H-MISSED": "missed"}
+    lifted = next(r for r in rows if r["stop_id"] == "H-LIFTED")
+    assert lifted["lifted_at"].startswith(f"{day}T07:42") and lifted["weight_kg"] == 11.0 and lifted["truck"] == "T-EIX"
+    csv_text = client.get("/api/v1/ledger", params={"date": day, "format": "csv", "truck": "T-EIX"}, headers=STAFF)
+    assert csv_text.headers["content-type"].startswith("text/csv")
+    assert [line.split(",")[4] for line in csv_text.text.splitlines()[1:]] == ["H-LIFTED", "H-NOT-OUT"]
+    coverage = client.get("/api/v1/ledger/coverage", params={"date": day},
+                          headers={"Authorization": "Bearer viewer-token"}).json()["rounds"]
+    assert coverage[0]["round"] == "Eixample" and coverage[0]["due"] == 4 and coverage[0]["served_share"] == 0.5
+    by_hour = {h["by"]: h["share"] for h in coverage[0]["by_hour"]}
+    assert by_hour["07:00"] == 0 and by_hour["08:00"] == 0.5
+    stats = client.get("/api/v1/stats", headers=STAFF).json()["collection"]
+    assert (stats["due"], stats["missed"], stats["missed_share_of_due"]) == (3, 1, round(1 / 3, 4))
+    assert stats["set_out_rate_by_street"] == {"Carrer de Mallorca": 1.0, "Carrer de València": 0.0}
+    assert stats["kg_by_round"]["Eixample"]["kg"] == 11.0
+    # The rows name households' addresses: not for a viewer; nothing of the city's for a partner.
+    assert client.get("/api/v1/ledger", params={"date": day},
+                      headers={"Authorization": "Bearer viewer-token"}).status_code == 403
+    assert client.get("/api/v1/ledger/coverage", params={"date": day},
+                      headers={"Authorization": "Bearer partner-token"}).status_code == 404
+    assert "collection" not in client.get("/api/v1/stats", headers={"Authorization": "Bearer partner-token"}).json()
+    bad = client.get("/api/v1/ledger", params={"date": day, "until": "2026-01-01"}, headers=STAFF)
+    assert bad.status_code == 400 and "before" in bad.json()["detail"]
+    no_trucks = client.get("/api/v1/plan", params={"date": day}, headers=STAFF)
+    assert no_trucks.status_code == 409 and "capacity_l" in no_trucks.json()["detail"]

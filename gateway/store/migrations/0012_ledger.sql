@@ -25,6 +25,14 @@ CREATE TABLE ledger_progress (
     read_until       timestamptz NOT NULL
 );
 
+-- The days the ledger saw the trucks at work: only those are judged (a day before the ledger was kept, or
+-- with no truck data at all, is "no data", not a day of misses).
+CREATE TABLE ledger_days (
+    jurisdiction_id  text NOT NULL DEFAULT '',
+    day              date NOT NULL,
+    PRIMARY KEY (jurisdiction_id, day)
+);
+
 -- The live ledger reads what was received since it last looked: a BRIN index costs the writer next to
 -- nothing (rows arrive in receiving order).
 CREATE INDEX telemetry_received_brin ON telemetry USING brin (received_at);

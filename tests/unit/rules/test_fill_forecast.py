@@ -83,6 +83,9 @@ def test_the_rule_warns_before_the_overflow_and_resolves_when_emptied() -> None:
     assert opened_at is not None and opened_at < full_at - timedelta(hours=6)  # time to act
     assert opened_at >= full_at - timedelta(hours=40)  # not before the 36 h horizon (and the forecast's error)
     assert resolved_at == series[-1][0]
+    assert state is not None
+    reached, error_h = state["err"][-1]  # the forecast of a day before, against when 80 % was reached
+    assert abs(reached - full_at.timestamp()) < 2 * 3600 and error_h < 4  # half-hour medians of noisy readings
 
 
 def test_the_next_collection_comes_from_the_schedule() -> None:
