@@ -11,13 +11,12 @@ import json
 import shutil
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.devices import Device
 from gateway.events import Reading
 from gateway.settings import Settings
 from gateway.store.devices import upsert_devices

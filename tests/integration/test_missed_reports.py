@@ -96,8 +96,9 @@ def report(client: httpx.Client, **where: str) -> int:
 
 
 def public_notes(settings: Settings, incident_id: int) -> list[str]:
-    return [row[0] for row in sql(settings.database_url, "SELECT note FROM incident_events WHERE incident_id = %s "
-                                                         "AND public AND actor = 'system:ledger' ORDER BY id", (incident_id,))]
+    return [row[0] for row in sql(settings.database_url,
+                                  "SELECT note FROM incident_events WHERE incident_id = %s "
+                                  "AND public AND actor = 'system:ledger' ORDER BY id", (incident_id,))]
 
 
 def test_collected_the_report_is_closed_with_the_lift_as_evidence(city: tuple[httpx.Client, Settings, Clock]) -> None:
@@ -130,7 +131,8 @@ def test_in_progress_the_report_stays_open(city: tuple[httpx.Client, Settings, C
     assert public_notes(settings, incident_id)[-1] == "Not collected yet: the round is in progress until 12:00."
 
 
-def test_missed_the_report_is_routed_and_linked_to_the_rule_incident(city: tuple[httpx.Client, Settings, Clock]) -> None:
+def test_missed_the_report_is_routed_and_linked_to_the_rule_incident(
+        city: tuple[httpx.Client, Settings, Clock]) -> None:
     client, settings, _ = city
     rule_incident = scalar(settings.database_url, "SELECT id FROM incidents WHERE subject = 'household:H-MISSED'")
     incident_id = report(client, address_string="Carrer del Bruc 150")
@@ -138,7 +140,8 @@ def test_missed_the_report_is_routed_and_linked_to_the_rule_incident(city: tuple
     assert incident["status"] == "open"
     assert public_notes(settings, incident_id)[-1] == ("Missed: your collection was not made today. This has been "
                                                        "routed to collection operations.")
-    assert scalar(settings.database_url, "SELECT linked_to FROM incidents WHERE id = %s", (incident_id,)) == rule_incident
+    linked = scalar(settings.database_url, "SELECT linked_to FROM incidents WHERE id = %s", (incident_id,))
+    assert linked == rule_incident
     assert scalar(settings.database_url, "SELECT o.slug FROM incidents i JOIN organisations o "
                                          "ON o.id = i.organisation_id WHERE i.id = %s",
                   (incident_id,)) == "collection-operations"
@@ -151,8 +154,9 @@ def test_a_report_elsewhere_or_off_schedule_is_not_answered(city: tuple[httpx.Cl
     assert client.get(f"/api/v1/incidents/{incident_id}", headers=STAFF).json()["status"] == "open"
 
 
-def test_the_ledger_api_its_csv_coverage_and_the_collection_figures(city: tuple[httpx.Client, Settings, Clock]) -> None:
-    client, settings, _ = city
+def test_the_ledger_api_its_csv_coverage_and_the_collection_figures(
+        city: tuple[httpx.Client, Settings, Clock]) -> None:
+    client, _, _ = city
     day = DAY.date().isoformat()
     rows = client.get("/api/v1/ledger", params={"date": day}, headers=STAFF).json()["rows"]
     assert {r["stop_id"]: r["status"] for r in rows} == {
