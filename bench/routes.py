@@ -37,7 +37,7 @@ RESULTS = REPO / "bench" / "results"
 MADRID = ZoneInfo("Europe/Madrid")
 START = datetime(2026, 3, 2, tzinfo=MADRID).astimezone(UTC)  # a Monday
 TRUCKS = 3
-TRUCK_LITRES = 40_000
+TRUCK_LITRES = 60_000  # a 20 m³ compactor body, 3:1, in litres of loose contents
 CONTAINER_LITRES = 2400
 
 
@@ -91,7 +91,7 @@ def run(days: int = 14, containers: int = 150, name: str = "routes", write: bool
         planned = plan_routes(day.isoformat(), due, trucks, depot, transfer)
         per_day.append({"day": day.isoformat(), "scheduled": len(scheduled), "forecast_due": len(due) - len(scheduled),
                         "fixed_km": round(fixed_m / 1000, 2), "fixed_rounds_over_capacity": over_capacity,
-                        "same_stops_km": round(same.distance_m / 1000, 2),
+                        "same_stops_km": round(same.distance_m / 1000, 2), "same_stops_routes": len(same.routes),
                         "same_stops_not_served": len(same.not_served),
                         "plan_km": round(planned.distance_m / 1000, 2), "plan_not_served": len(planned.not_served),
                         "plan_routes": len(planned.routes), "fixed_trucks": TRUCKS})
@@ -104,6 +104,8 @@ def run(days: int = 14, containers: int = 150, name: str = "routes", write: bool
         "plan_km": round(sum(d["plan_km"] for d in per_day), 1),
         "plan_stops_per_day": round(statistics.fmean(d["scheduled"] + d["forecast_due"] for d in per_day), 1),
         "fixed_stops_per_day": round(statistics.fmean(d["scheduled"] for d in per_day), 1),
+        "fixed_trucks_per_day": TRUCKS,
+        "planned_trucks_per_day": round(statistics.fmean(d["same_stops_routes"] for d in per_day), 2),
         "not_served": sum(d["plan_not_served"] + d["same_stops_not_served"] for d in per_day),
         "per_day": per_day, "seconds": round(timer.perf_counter() - started, 1)}
     if write:

@@ -331,7 +331,7 @@ async def stats(api: Ctx, staff: Viewer, start: Time | None = None, end: Time | 
         await cur.execute(query("rating_stats"), {"start": start, "end": end, "jurisdiction": staff.scope.jurisdiction,
                                                   "organisations": staff.scope.organisations})
         ratings = await cur.fetchall()
-    collection = await collection_stats(api, staff, start, end)
+    collection = await collection_stats(api, staff.scope, start, end)
     result: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "by_service_code": {},
                               "by_source": {}, "by_status": {}, "by_organisation": {}, "by_channel": {},
                               "ratings": {"by_service_code": {}, "by_organisation": {}, "by_month": {}}}

@@ -16,6 +16,7 @@ from gateway.ledger.book import Book
 from gateway.ledger.keeping import Entry, entries
 from gateway.ledger.kpis import collection_kpis
 from gateway.ledger.report import coverage, row, select, to_csv
+from gateway.organisation.scope import Scope
 from gateway.plan.due import PlanRefused
 from gateway.plan.export import geojson, summary
 from gateway.store.queries import query
@@ -83,22 +84,22 @@ async def day_plan(api: Ctx, staff: CityViewer, date_: Annotated[date, Query(ali
     return {**summary(made), "geojson": geojson(made)}
 
 
-async def collection_stats(api: ApiContext, staff: Staff, start: datetime, end: datetime) -> dict[str, Any] | None:
-    """The collection KPIs of [start, end) for GET /api/v1/stats: None without a collection rule, or for a
-    partner's token (they are about the whole city)."""
-    book = api.ledger_books().get(staff.scope.jurisdiction)
-    if book is None or not staff.scope.is_city or not book.stops:
+async def collection_stats(api: ApiContext, scope: Scope, start: datetime, end: datetime) -> dict[str, Any] | None:
+    """The collection KPIs of [start, end) for GET /api/v1/stats and the console: None without a collection
+    rule, or for a partner's members (they are about the whole city)."""
+    book = api.ledger_books().get(scope.jurisdiction)
+    if book is None or not scope.is_city or not book.stops:
         return None
     tz = book.stops[0].tz
     first, last = start.astimezone(tz).date(), (end - timedelta(microseconds=1)).astimezone(tz).date()
     if (last - first).days > 400:
         first = last - timedelta(days=400)
-    calendar = api.city(staff.scope.jurisdiction).router.calendar
+    calendar = api.city(scope.jurisdiction).router.calendar
     async with api.pool.connection() as conn:
         found = await entries(conn, book, first, last + timedelta(days=7), api.clock())
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("overflow_hours"), {"start": start, "end": end,
-                                                        "jurisdiction": staff.scope.jurisdiction})
+                                                        "jurisdiction": scope.jurisdiction})
             overflow = await cur.fetchall()
         forecasting = api.forecast_rule_ids()
         states = await load_rule_states_of(conn, forecasting) if forecasting else []
