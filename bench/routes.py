@@ -5,7 +5,8 @@ Tue/Fri or Wed/Sat), the day's containers dealt to the trucks in turn, each truc
 container next, from its depot to the transfer station. For each day of two weeks:
 
 - `same_stops`: the same containers, routed by `wastegate plan`'s solver (VROOM, within each truck's
-  capacity): the distance the routing alone saves;
+  capacity): what planning saves (fewer trucks out, each in a better order); and the solver's loads
+  driven in nearest-neighbour order, to tell the order's share from the trucks';
 - `plan`: what `wastegate plan` serves that day (the scheduled containers and those the forecast says pass
   80 % before the shift ends), its stops and distance.
 
@@ -88,10 +89,13 @@ def run(days: int = 14, containers: int = 150, name: str = "routes", write: bool
             fixed_m += nearest_neighbour_m(depot, share, transfer)
             over_capacity += sum(s.litres for s in share) > TRUCK_LITRES
         same = plan_routes(day.isoformat(), scheduled, trucks, depot, transfer)
+        # The solver's loads driven in nearest-neighbour order: what the order alone is worth.
+        same_nn_m = sum(nearest_neighbour_m(r.start, r.stops, r.end) for r in same.routes)
         planned = plan_routes(day.isoformat(), due, trucks, depot, transfer)
         per_day.append({"day": day.isoformat(), "scheduled": len(scheduled), "forecast_due": len(due) - len(scheduled),
                         "fixed_km": round(fixed_m / 1000, 2), "fixed_rounds_over_capacity": over_capacity,
                         "same_stops_km": round(same.distance_m / 1000, 2), "same_stops_routes": len(same.routes),
+                        "same_loads_nearest_neighbour_km": round(same_nn_m / 1000, 2),
                         "same_stops_not_served": len(same.not_served),
                         "plan_km": round(planned.distance_m / 1000, 2), "plan_not_served": len(planned.not_served),
                         "plan_routes": len(planned.routes), "fixed_trucks": TRUCKS})
@@ -101,6 +105,7 @@ def run(days: int = 14, containers: int = 150, name: str = "routes", write: bool
         "days": len(per_day), "containers": containers, "trucks": TRUCKS, "truck_litres": TRUCK_LITRES,
         "fixed_rounds_km": round(fixed, 1), "same_stops_planned_km": round(same_km, 1),
         "routing_saves": round(1 - same_km / fixed, 3) if fixed else None,
+        "same_loads_nearest_neighbour_km": round(sum(d["same_loads_nearest_neighbour_km"] for d in per_day), 1),
         "plan_km": round(sum(d["plan_km"] for d in per_day), 1),
         "plan_stops_per_day": round(statistics.fmean(d["scheduled"] + d["forecast_due"] for d in per_day), 1),
         "fixed_stops_per_day": round(statistics.fmean(d["scheduled"] for d in per_day), 1),

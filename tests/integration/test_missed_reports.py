@@ -6,6 +6,7 @@ is a public note; nothing of the household, the tag or the truck is in it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import Iterator
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from gateway.devices import Device
 from gateway.embedded.ports import free_port
+from gateway.organisation.follow import follow_key, follow_path
 from gateway.settings import Settings
 from gateway.store.devices import upsert_devices
 from simulators.month import MADRID
@@ -95,6 +98,14 @@ def report(client: httpx.Client, **where: str) -> int:
     return int(answer.json()[0]["service_request_id"])
 
 
+def _link(settings: Settings, incident_id: int) -> str:
+    async def key() -> bytes:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await follow_key(conn)
+
+    return follow_path(asyncio.run(key()), incident_id)
+
+
 def public_notes(settings: Settings, incident_id: int) -> list[str]:
     return [row[0] for row in sql(settings.database_url,
                                   "SELECT note FROM incident_events WHERE incident_id = %s "
@@ -111,6 +122,8 @@ def test_collected_the_report_is_closed_with_the_lift_as_evidence(city: tuple[ht
                          "needed; reply to reopen it if your bin is still full.")
     for private in ("E2000000000000A1", "H-LIFTED", "4417", "T-EIX", "Mallorca"):
         assert private not in notes[-1]
+    follow = client.get(_link(settings, incident_id))  # the reporter's own page: the answer is there
+    assert follow.status_code == 200 and "Collected at 07:42 on the Eixample round, 11 kg." in follow.text
     reopened = client.post(f"/api/v1/incidents/{incident_id}/actions", headers=STAFF,
                            json={"action": "reopen", "note": "the bin is still full"})
     assert reopened.status_code == 200, reopened.text
