@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from bench import forecast, rabbitmq, routes, scenarios
+from bench import evidence, forecast, rabbitmq, routes, scenarios
 from bench.console import console as console_scenario
 from bench.stages import stage_costs
 from bench.traffic import devices, fleet_size, messages, write
@@ -117,6 +117,9 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
                 figures["console"] = console_scenario(url, broker.url, quick=quick)
                 print("console", figures["console"], flush=True)
                 _drop(postgres, "bench_console")
+                figures["evidence"] = evidence.run(_database(postgres, "bench_evidence"), 20 if quick else 100)
+                print("evidence", figures["evidence"], flush=True)
+                _drop(postgres, "bench_evidence")
             finally:
                 broker.stop()
     figures["rule_cost"] = scenarios.rule_cost(readings=5000 if quick else 20000)
@@ -150,6 +153,7 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
         "forecast_mae_h_at_24h": figures["forecast"]["time_to_full_error_h"]["24h"]["mae_h"],
         "overflows_warned_before": figures["forecast"]["forecast_rule"]["share"],
         "routing_saves_vs_fixed_rounds": figures["routes"]["routing_saves"],
+        "missed_report_answered_p95_ms": figures["evidence"]["answered_report"]["p95_ms"],
     }
     targets = {
         "e2e_to_limit_ratio >= 0.65": summary["e2e_to_limit_ratio"] >= 0.65,
@@ -157,6 +161,10 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
         "incident within 1 s": (summary["incident_max_ms"] or 1e9) <= 1000,
         "rule time 10000/100 zones <= 2": summary["rule_time_10000_to_100_zones"] <= 2,
         "rss <= 300 MB at 100000 devices": summary["rss_mb_100000_devices"] <= 300,
+        "missed-bin report answered within 1 s (p95)": summary["missed_report_answered_p95_ms"] <= 1000,
+        "forecast catches more overflows before they happen than the threshold rule":
+            figures["forecast"]["forecast_rule"]["caught_before_overflow"]
+            > figures["forecast"]["threshold_rule"]["caught_before_overflow"],
         **{f"console {goal}": met for goal, met in figures["console"].get("goals", {}).items()},
     }
     if "rabbitmq" in figures:

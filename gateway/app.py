@@ -36,7 +36,7 @@ from gateway.organisation.mail.compose import MailComposer, Templates
 from gateway.organisation.mail.send import MailSender, SmtpServer
 from gateway.organisation.setup import Cities, load_cities
 from gateway.pipeline import Pipeline
-from gateway.plan.due import due_on, forecasts_of, places, shift_start, trucks_of
+from gateway.plan.due import PlanRefused, due_on, forecasts_of, places, shift_start, trucks_of
 from gateway.plan.routes import Plan, haversine_matrix, plan_routes, routing_service_matrix
 from gateway.profiles.loader import ProfileSet, load_profiles
 from gateway.rules.engine import RuleEngine
@@ -265,30 +265,36 @@ class Gateway:
         finally:
             await pool.close()
 
-    async def plan(self, day: date, threshold: float) -> Plan:
+    async def plan(self, day: date, threshold: float, jurisdiction: str = "") -> Plan:
         """Tomorrow's route (`wastegate plan`): the containers due on `day` and a route per truck."""
         pool = await open_pool(self.settings.database_url)
         try:
             self.cities = await load_cities(self.settings, pool)
             self.rules = self._load_rules(self.cities)
             await self._refresh_devices(pool)
-            return await self.plan_with(pool, day, threshold)
+            return await self.plan_with(pool, day, threshold, jurisdiction)
         finally:
             await pool.close()
 
-    async def plan_with(self, pool: AsyncConnectionPool, day: date, threshold: float) -> Plan:
-        """A day's plan from the rules, the registry and the forecasts committed (the CLI, the API)."""
-        forecasting = [r for r in self.rules.rules if isinstance(r, FillForecastRule)]
+    async def plan_with(self, pool: AsyncConnectionPool, day: date, threshold: float, jurisdiction: str) -> Plan:
+        """A municipality's plan of a day from its rules, its devices and the forecasts committed (the CLI,
+        the API)."""
+        files = next((f for f in self.jurisdictions if f.id == jurisdiction), None)
+        if files is None:
+            raise PlanRefused(f"no jurisdiction {jurisdiction!r}")
+        forecasting = [r for r in self.rules.rules
+                       if isinstance(r, FillForecastRule) and r.jurisdiction == jurisdiction]
+        devices = [d for d in self.devices if d.jurisdiction == jurisdiction]
         async with pool.connection() as conn:
             states = await load_rule_states_of(conn, [r.id for r in forecasting])
         tz = forecasting[0].tz if forecasting else ZoneInfo("UTC")
-        zones = self.jurisdictions[0].rules_dir / "zones"
+        zones = files.rules_dir / "zones"
         depots, transfer = places(zones, "depots"), places(zones, "transfer-stations")[0]
-        due = due_on(day, self.devices, forecasts_of(states, {r.id for r in forecasting}, shift_start(day, tz)),
+        due = due_on(day, devices, forecasts_of(states, {r.id for r in forecasting}, shift_start(day, tz)),
                      tz, threshold)
         matrix = routing_service_matrix(self.settings.routing_matrix_url) if self.settings.routing_matrix_url \
             else haversine_matrix
-        return await asyncio.to_thread(plan_routes, day.isoformat(), due, trucks_of(self.devices, depots),
+        return await asyncio.to_thread(plan_routes, day.isoformat(), due, trucks_of(devices, depots),
                                        depots[0], transfer, matrix)
 
     def _sweeping_ids(self) -> list[str]:
@@ -545,7 +551,7 @@ class Gateway:
         assert self.cities is not None
         api_context = ApiContext(
             self.settings, pool, self.profiles, self.clock, self.cities, self.ledger_books,
-            planner=lambda day, threshold: self.plan_with(pool, day, threshold),
+            planner=lambda day, threshold, where: self.plan_with(pool, day, threshold, where),
             forecast_rule_ids=lambda: [r.id for r in self.rules.rules if isinstance(r, FillForecastRule)])
         app = create_api(self.readiness, api_context)
         config = uvicorn.Config(

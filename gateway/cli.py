@@ -268,20 +268,22 @@ def plan(
     out: Annotated[Path, typer.Option(help="directory for plan.geojson, plan.json, <truck>.gpx and .html")],
     threshold: Annotated[float, typer.Option(help="a container forecast at this fill % by the shift's end is due")]
     = 80.0,
+    jurisdiction: Annotated[str, typer.Option(help="the municipality, with several on one instance")] = "",
 ) -> None:
     """A day's collection routes: the containers due (scheduled, or forecast full), a route per truck within
     its capacity from its depot to the transfer station (VROOM), as GeoJSON, GPX and a driver's list."""
     from gateway.app import Gateway
     from gateway.plan.due import PlanRefused
     from gateway.plan.export import write
+    from gateway.plan.routes import RoutingUnavailable
 
     try:
         day = date.fromisoformat(date_)
     except ValueError as exc:
         raise typer.BadParameter(f"--date is YYYY-MM-DD: {exc}") from None
     try:
-        made = asyncio.run(Gateway(Settings()).plan(day, threshold))
-    except PlanRefused as exc:
+        made = asyncio.run(Gateway(Settings()).plan(day, threshold, jurisdiction))
+    except (PlanRefused, RoutingUnavailable) as exc:
         typer.echo(f"no plan: {exc}", err=True)
         raise typer.Exit(2) from None
     write(made, out)

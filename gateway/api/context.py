@@ -27,8 +27,8 @@ class ApiContext:
     cities: Cities
     # Per municipality, the stops on a collection schedule (the collection ledger's), as the rules say now.
     ledger_books: Callable[[], Mapping[str, Book]] = lambda: {}
-    # A day's collection plan (`wastegate plan`), with a fill threshold; None where no gateway runs.
-    planner: Callable[[date, float], Awaitable[Plan]] | None = None
+    # A municipality's collection plan of a day (`wastegate plan`), with a fill threshold.
+    planner: Callable[[date, float, str], Awaitable[Plan]] | None = None
     # The fill_forecast rules' ids (their states hold the forecasts and their errors).
     forecast_rule_ids: Callable[[], list[str]] = lambda: []
 

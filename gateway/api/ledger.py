@@ -19,6 +19,7 @@ from gateway.ledger.report import coverage, row, select, to_csv
 from gateway.organisation.scope import Scope
 from gateway.plan.due import PlanRefused
 from gateway.plan.export import geojson, summary
+from gateway.plan.routes import RoutingUnavailable
 from gateway.store.queries import query
 from gateway.store.rule_state import load_rule_states_of
 
@@ -27,10 +28,19 @@ Ctx = Annotated[ApiContext, Depends(context)]
 CityViewer = Annotated[Staff, Depends(requires("viewer", city=True))]
 CityOperator = Annotated[Staff, Depends(requires("operator", city=True))]
 MAX_DAYS = 62
+KPI_DAYS = 92
+EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)
+
+
+def _bounded(day: date) -> date:
+    if not EARLIEST <= day <= LATEST:
+        raise HTTPException(400, f"dates are between {EARLIEST} and {LATEST}")
+    return day
 
 
 def _days(first: date, until: date | None) -> tuple[date, date]:
-    last = until or first
+    last = _bounded(until or first)
+    _bounded(first)
     if last < first:
         raise HTTPException(400, "until is before date")
     if (last - first).days >= MAX_DAYS:
@@ -77,10 +87,13 @@ async def day_plan(api: Ctx, staff: CityViewer, date_: Annotated[date, Query(ali
                    threshold: Annotated[float, Query(gt=0, le=100)] = 80.0) -> dict[str, Any]:
     if api.planner is None:
         raise HTTPException(503, "plans are made by a gateway process: none runs here")
+    _bounded(date_)
     try:
-        made = await api.planner(date_, threshold)
+        made = await api.planner(date_, threshold, staff.scope.jurisdiction)
     except PlanRefused as exc:
         raise HTTPException(409, str(exc)) from None
+    except RoutingUnavailable as exc:
+        raise HTTPException(502, str(exc)) from None
     return {**summary(made), "geojson": geojson(made)}
 
 
@@ -92,8 +105,8 @@ async def collection_stats(api: ApiContext, scope: Scope, start: datetime, end: 
         return None
     tz = book.stops[0].tz
     first, last = start.astimezone(tz).date(), (end - timedelta(microseconds=1)).astimezone(tz).date()
-    if (last - first).days > 400:
-        first = last - timedelta(days=400)
+    if (last - first).days >= KPI_DAYS:
+        first = last - timedelta(days=KPI_DAYS - 1)  # the latest quarter of a longer period (said below)
     calendar = api.city(scope.jurisdiction).router.calendar
     async with api.pool.connection() as conn:
         found = await entries(conn, book, first, last + timedelta(days=7), api.clock())
@@ -103,7 +116,8 @@ async def collection_stats(api: ApiContext, scope: Scope, start: datetime, end: 
             overflow = await cur.fetchall()
         forecasting = api.forecast_rule_ids()
         states = await load_rule_states_of(conn, forecasting) if forecasting else []
-    kpis = collection_kpis(found, first, last, calendar.is_working_day)
+    kpis = {"first_day": first.isoformat(), "last_day": last.isoformat(),
+            **collection_kpis(found, first, last, calendar.is_working_day)}
     kpis["overflow_hours_by_container"] = {r["device_id"]: round(float(r["hours"]), 1) for r in overflow}
     errors = [e[1] for _, _, stored in states for e in (stored.get("s") or {}).get("err", [])
               if start.timestamp() <= e[0] < end.timestamp()]

@@ -12,11 +12,13 @@ specification's `[{"code", "description"}]` with HTTP 400, 403, 404 or 413.
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from datetime import datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree
 
+import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from psycopg.rows import dict_row
@@ -34,6 +36,7 @@ from gateway.store.photos import store_photo
 from gateway.store.queries import query
 from gateway.store.workflow import OPEN_STATUSES, NewReport, create_report, reporter_comment
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
 MAX_DESCRIPTION = 4000
@@ -222,9 +225,15 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
         if cleaned is not None:
             await store_photo(conn, incident_id, cleaned)
         if code == MISSED_COLLECTION and (book := api.ledger_books().get(city.id)) is not None:
-            # Answered before the POST returns: what the trucks saw of that doorstep today.
-            await answer_report(conn, book, incident_id, address, lat, lon, api.clock(),
-                                api.settings.correlation_distance_m)
+            # Answered before the POST returns: what the trucks saw of that doorstep today. In a savepoint:
+            # an answer that fails leaves the report stored, to be worked by staff.
+            try:
+                async with conn.transaction():
+                    await answer_report(conn, book, incident_id, address, lat, lon, api.clock(),
+                                        api.settings.correlation_distance_m)
+            except (psycopg.Error, ValueError) as exc:
+                log.error("a missed-collection report was not answered from the ledger",
+                          extra={"incident": incident_id, "error": str(exc)})
     # The reporter learns that a request in an internal service will not be listed, not even to them.
     notice = "" if service.public else "this request is followed up by staff and is not published"
     return render([{"service_request_id": str(incident_id), "service_notice": notice, "account_id": None}], fmt,

@@ -176,8 +176,8 @@ def forecast(history: History, now: datetime, threshold: float, tz: tzinfo = UTC
     n = len(samples)
     prior = history.get("wd")
     if prior and prior[1] >= 12 and n < 4 * PRIOR_WEIGHT:
-        # A short filling's slope is uncertain: it is drawn toward the rate learnt before, and so is its
-        # interval (never narrower than the fit's own spread around the blended rate).
+        # A short filling's slope is uncertain: it is drawn toward the rate learnt before, and its interval
+        # narrows as the prior's weight adds to the filling's few samples.
         share = n / (n + PRIOR_WEIGHT)
         blended = share * slope + (1 - share) * prior[0]
         half = max(high - low, 0.0) / 2 * math.sqrt(share)

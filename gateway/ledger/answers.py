@@ -5,8 +5,10 @@ The report is matched to a stop on that day's schedule (by its address, else by 
 the answer, a public note from `answers/<status>.txt`, says what the trucks saw: collected (the report is
 closed as not needed; the reporter may reopen it), not out when the truck passed (closed likewise), not yet
 (the round is in progress; it stays open), or missed (it stays open as a real incident for collection
-operations, linked to the rule's missed-collection incident when there is one). The templates are given
-times, the round's name and a weight only: nothing about the household, the truck or its crew.
+operations, linked to the rule's missed-collection incident when there is one). A day no truck sent
+anything of, or a position with several doors within reach, gets no answer: staff work it as any other.
+The templates are given times, the round's name and a weight only: nothing about the household, the
+truck or its crew.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from psycopg import AsyncConnection
 
 from gateway.ledger.book import Book, Status, Stop
-from gateway.ledger.keeping import Entry, entry_now
+from gateway.ledger.keeping import Entry, entry_now, trucks_worked
 from gateway.store import workflow
 
 SERVICE_CODE = "missed_collection"
@@ -45,7 +47,7 @@ def _normal(address: str) -> str:
 
 
 def match_stop(book: Book, day: date, address: str | None, lat: float | None, lon: float | None) -> Stop | None:
-    """The stop on `day`'s schedule the report is about: the same address, else the nearest within MATCH_M."""
+    """The stop on `day`'s schedule the report is about: the same address, else the only one within MATCH_M."""
     due = book.due_on(day)
     if address:
         wanted = _normal(address)
@@ -54,14 +56,10 @@ def match_stop(book: Book, day: date, address: str | None, lat: float | None, lo
                 return stop
     if lat is None or lon is None:
         return None
-    best: tuple[float, Stop] | None = None
-    for stop in due:
-        if stop.lat is None or stop.lon is None:
-            continue
-        metres = 111_320.0 * math.hypot(stop.lat - lat, (stop.lon - lon) * math.cos(math.radians(lat)))
-        if metres <= MATCH_M and (best is None or metres < best[0]):
-            best = (metres, stop)
-    return best[1] if best else None
+    near = [stop for stop in due if stop.lat is not None and stop.lon is not None
+            and 111_320.0 * math.hypot(stop.lat - lat, (stop.lon - lon) * math.cos(math.radians(lat))) <= MATCH_M]
+    # Several doors within reach (a block of flats): which one is not known, so no one's evidence is given.
+    return near[0] if len(near) == 1 else None
 
 
 def note_for(entry: Entry) -> str:
@@ -88,6 +86,11 @@ async def answer_report(conn: AsyncConnection, book: Book, incident_id: int, add
         return None
     entry = await entry_now(conn, book, stop, day, now)
     if entry.status == "extra":
+        return None
+    if entry.status == "missed" and not await trucks_worked(conn, book, day):
+        # Nothing of any truck that day (an outage, uploads still buffered): no evidence either way.
+        await workflow.comment(conn, incident_id, ACTOR, f"ledger: stop {stop.id}, no truck data for {day}",
+                               public=False, data={"stop": stop.id, "day": day.isoformat(), "status": "no_data"})
         return None
     note = note_for(entry)
     if entry.status in CLOSES:

@@ -4,9 +4,10 @@ A stop is a household of a `collection` rule (an RFID tag, days and a local wind
 container with the same attributes (`rfid`, `collection_days`, `collection_window`). For each stop and
 local day the ledger keeps facts, never a verdict: the first lift of its tag, the first time a truck came
 within `pass_m` of it during its window, and the first driver's "bin not out" event for it. The status
-is read off the facts at a given time (`status_at`): a lift on a scheduled day is `lifted`, a truck that
-passed without lifting is `not_presented`, no truck by the end of the window (and the rule's grace) is
-`missed`, before that `pending`; a lift on another day is `extra`.
+is read off the facts at a given time (`status_at`): a lift on a scheduled day is `lifted`; a driver's "bin
+not out" is `not_presented` at once, a truck that passed without lifting once the window (and the rule's
+grace) has ended; no truck by then is `missed`, and before then `pending`; a lift on another day is
+`extra`.
 """
 
 from __future__ import annotations
@@ -92,10 +93,12 @@ class Facts:
             return "extra"
         if self.lift is not None:
             return "lifted"
-        if self.passed is not None or self.not_out is not None:
+        if self.not_out is not None:
             return "not_presented"
         _, end = stop.window_on(self.day)
-        return "missed" if now >= end + stop.grace else "pending"
+        if now < end + stop.grace:
+            return "pending"  # a truck that went by may still come back for it, until the window ends
+        return "not_presented" if self.passed is not None else "missed"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ whichever way it came (tests/integration/test_ledger.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -77,27 +78,31 @@ async def _merge_and_store(conn: AsyncConnection, book: Book, folded: dict[tuple
 
 
 async def update_live(conn: AsyncConnection, book: Book, fences: Sequence[Fence] = (), late: timedelta = LATE) -> int:
-    """One live round: what was received since the last one (and `OVERLAP` before), folded and merged.
-    Committed under `fences` (the sweep lease). Returns how many (stop, day) facts changed."""
+    """One live round: what was received since the last one (and `OVERLAP` before, or back to rows
+    committed late), folded and merged, a page per transaction under `fences` (the sweep lease) with the
+    progress locked. A first round starts `late` before now (history before it: `rebuild`). Returns how
+    many (stop, day) facts changed."""
     changed = 0
-    async with conn.transaction():
-        await check_fences(conn, fences)
-        until = await store.read_until(conn, book.jurisdiction)
-        since = until - OVERLAP if until else datetime(1970, 1, 1, tzinfo=UTC)
-        newest = until
-        after = None
-        while True:
+    after: dict[str, Any] | None = None
+    since: datetime | None = None
+    while True:
+        async with conn.transaction():
+            await check_fences(conn, fences)
+            read_until, rewind_to = await store.lock_progress(conn, book.jurisdiction, late)
+            first_page = since is None
+            if since is None:
+                since = read_until - OVERLAP if rewind_to is None else min(read_until - OVERLAP, rewind_to)
             rows = await store.readings_received(conn, book.jurisdiction, since, late, PAGE, after)
-            changed += await _merge_and_store(conn, book, book.fold(map(reading_of, rows)))
+            # The fold is CPU work: off the event loop that also carries the leases and the MQTT session.
+            folded = await asyncio.to_thread(book.fold, [reading_of(row) for row in rows])
+            changed += await _merge_and_store(conn, book, folded)
             await store.add_worked_days(conn, book.jurisdiction, sorted(_worked(book, rows)))
-            if rows:
-                newest = max(newest or rows[-1]["received_at"], rows[-1]["received_at"])
-            if len(rows) < PAGE:
-                break
-            after = rows[-1]
-        if newest is not None:
-            await store.set_read_until(conn, book.jurisdiction, newest)
-    return changed
+            newest = max((row["received_at"] for row in rows), default=read_until)
+            await store.set_progress(conn, book.jurisdiction, max(newest, read_until),
+                                     clear_rewind=first_page and rewind_to is not None)
+        if len(rows) < PAGE:
+            return changed
+        after = rows[-1]
 
 
 def _day_bounds(book: Book, first: date, last: date) -> tuple[datetime, datetime]:
@@ -111,12 +116,13 @@ async def rebuild(conn: AsyncConnection, book: Book, first: date, last: date) ->
     """The days [first, last] again from the telemetry alone: what a live ledger should hold for them."""
     start, end = _day_bounds(book, first, last)
     async with conn.transaction():
+        await store.lock_progress(conn, book.jurisdiction, LATE)  # not while a live round writes
         await store.delete_days(conn, book.jurisdiction, first, last)
         await store.delete_worked_days(conn, book.jurisdiction, first, last)
         rows = await store.readings_between(conn, book.jurisdiction, start, end)
         await store.add_worked_days(conn, book.jurisdiction,
                                     sorted(d for d in _worked(book, rows) if first <= d <= last))
-        folded = book.fold(map(reading_of, rows), (first, last))
+        folded = await asyncio.to_thread(book.fold, [reading_of(row) for row in rows], (first, last))
         await store.upsert_rows(conn, book.jurisdiction, [row_of(folded[key]) for key in sorted(folded)])
     return len(folded)
 
@@ -154,10 +160,19 @@ async def entry_now(conn: AsyncConnection, book: Book, stop: Stop, day: date, no
     box = ((stop.lat or 0) - reach, (stop.lon or 0) - reach * 2, (stop.lat or 0) + reach, (stop.lon or 0) + reach * 2) \
         if stop.lat is not None and stop.lon is not None else None
     rows = await store.readings_between(conn, book.jurisdiction, start, end, box, stop.tag)
-    folded = Book((stop,), book.pass_m, book.jurisdiction).fold(map(reading_of, rows), (day, day))
+    # Folded with every stop: a neighbour's "bin not out" is the neighbour's, not the nearest one's.
+    folded = book.fold(map(reading_of, rows), (day, day))
     facts = Facts(stop.id, day, stop.scheduled_on(day))
     for stored in map(facts_of, await store.ledger_rows(conn, book.jurisdiction, day, day, [stop.id])):
         facts.merge(stored)
     if (found := folded.get((stop.id, day))) is not None:
         facts.merge(found)
     return Entry(stop, facts, facts.status_at(stop, now))
+
+
+async def trucks_worked(conn: AsyncConnection, book: Book, day: date) -> bool:
+    """Whether the ledger, or the telemetry, has any truck reading of the day."""
+    if day in await store.worked_days(conn, book.jurisdiction, day, day):
+        return True
+    start, end = _day_bounds(book, day, day)
+    return await store.any_truck_reading(conn, book.jurisdiction, start, end)

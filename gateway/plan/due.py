@@ -18,6 +18,7 @@ from gateway.rules.forecast import DAYS
 from gateway.rules.zones import load_zone_file
 
 SHIFT = (time(6, 0), time(14, 0))
+FORECAST_KEPT = timedelta(days=2)  # an older forecast (a silent sensor) says nothing of the day
 DEFAULT_CONTAINER_L = 3200
 
 
@@ -84,13 +85,15 @@ def due_on(day: date, devices: Iterable[Device], forecasts: Mapping[str, list[An
 
 def forecasts_of(states: Iterable[tuple[str, str, dict[str, Any]]], rule_ids: set[str],
                  made_before: datetime | None = None) -> dict[str, list[Any]]:
-    """The latest forecast of each container, from the fill_forecast rules' committed states."""
+    """The latest forecast of each container made in the two days before `made_before`, from the
+    fill_forecast rules' committed states."""
     found: dict[str, list[Any]] = {}
     for rule_id, subject, stored in states:
         state = stored.get("s") if isinstance(stored, dict) else None
         forecast = state.get("f") if isinstance(state, dict) else None
         if rule_id in rule_ids and isinstance(forecast, list) and len(forecast) >= 3 \
-                and (made_before is None or forecast[0] <= made_before.timestamp()) \
+                and (made_before is None or made_before.timestamp() - FORECAST_KEPT.total_seconds()
+                     <= forecast[0] <= made_before.timestamp()) \
                 and (subject not in found or found[subject][0] < forecast[0]):
             found[subject] = forecast
     return found

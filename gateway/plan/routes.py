@@ -76,6 +76,10 @@ class Plan:
         return sum(r.distance_m for r in self.routes)
 
 
+class RoutingUnavailable(RuntimeError):
+    """The routing service did not give a distance matrix (unreachable, refused, or a table too big)."""
+
+
 Matrix = Callable[[Sequence[tuple[float, float]]], list[list[int]]]  # (lat, lon) places → metres
 
 
@@ -96,12 +100,17 @@ def routing_service_matrix(url: str, timeout_s: float = 30.0) -> Matrix:
 
     def matrix(places: Sequence[tuple[float, float]]) -> list[list[int]]:
         where = ";".join(f"{lon:.6f},{lat:.6f}" for lat, lon in places)
-        answer = httpx.get(f"{url.rstrip('/')}/table/v1/driving/{where}", params={"annotations": "distance"},
-                           timeout=timeout_s)
-        answer.raise_for_status()
-        distances = answer.json().get("distances")
-        if not isinstance(distances, list) or len(distances) != len(places):
-            raise ValueError(f"{url}: the answer has no {len(places)}×{len(places)} distances matrix")
+        try:
+            answer = httpx.get(f"{url.rstrip('/')}/table/v1/driving/{where}", params={"annotations": "distance"},
+                               timeout=timeout_s)
+            body = answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise RoutingUnavailable(f"the routing service at {url} did not answer: {exc}") from None
+        distances = body.get("distances") if isinstance(body, dict) else None
+        if answer.status_code != 200 or not isinstance(distances, list) or len(distances) != len(places):
+            code = body.get("code") if isinstance(body, dict) else answer.status_code
+            raise RoutingUnavailable(f"the routing service at {url} gave no {len(places)}×{len(places)} distance "
+                                     f"matrix ({code}; OSRM's --max-table-size must allow {len(places)} places)")
         return [[round(d) if d is not None else 10**7 for d in row] for row in distances]
 
     return matrix
@@ -114,7 +123,7 @@ def path_m(points: Sequence[tuple[float, float]]) -> float:
 def plan_routes(day: str, due: Sequence[Due], trucks: Sequence[Truck], depot: Place, transfer: Place,
                 matrix: Matrix = haversine_matrix, exploration: int = 5) -> Plan:
     """A route per truck (depot → containers → transfer station) within each truck's capacity."""
-    if not trucks:
+    if not trucks or not due:
         return Plan(day, [], list(due))
     starts = [truck.depot or depot for truck in trucks]
     places = [(p.lat, p.lon) for p in starts] + [(transfer.lat, transfer.lon)] + [(d.lat, d.lon) for d in due]
@@ -141,10 +150,11 @@ def plan_routes(day: str, due: Sequence[Due], trucks: Sequence[Truck], depot: Pl
             job = int(row.id) - first_job
             route.stops.append(due[job])
             served.add(job)
-    for route in routes:
-        points = [(route.start.lat, route.start.lon), *((s.lat, s.lon) for s in route.stops),
-                  (route.end.lat, route.end.lon)]
-        route.distance_m = path_m(points) if route.stops else 0.0
+    index_of = {id(d): first_job + i for i, d in enumerate(due)}
+    for number, route in enumerate(routes):
+        # Along the matrix the solver had: road distances when a routing service gave them.
+        legs = [number, *(index_of[id(s)] for s in route.stops), end_index]
+        route.distance_m = float(sum(distances[a][b] for a, b in itertools.pairwise(legs))) if route.stops else 0.0
     return Plan(day, [r for r in routes if r.stops], [d for i, d in enumerate(due) if i not in served])
 
 

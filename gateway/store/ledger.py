@@ -54,15 +54,19 @@ async def delete_days(conn: AsyncConnection, jurisdiction: str, first: date, las
     await conn.execute(query("ledger_delete_days"), {"jurisdiction": jurisdiction, "first": first, "last": last})
 
 
-async def read_until(conn: AsyncConnection, jurisdiction: str) -> datetime | None:
+async def lock_progress(conn: AsyncConnection, jurisdiction: str, late: timedelta) -> tuple[datetime, datetime | None]:
+    """(read until, rewind to), locked until the caller's transaction ends; created on a first round."""
+    await conn.execute(query("ledger_lock_progress"), {"jurisdiction": jurisdiction, "late": late})
     async with conn.cursor() as cur:
-        await cur.execute(query("ledger_read_until"), {"jurisdiction": jurisdiction})
+        await cur.execute(query("ledger_progress_for_update"), {"jurisdiction": jurisdiction})
         row = await cur.fetchone()
-        return row[0] if row else None
+        assert row is not None
+        return row[0], row[1]
 
 
-async def set_read_until(conn: AsyncConnection, jurisdiction: str, at: datetime) -> None:
-    await conn.execute(query("ledger_set_read_until"), {"jurisdiction": jurisdiction, "read_until": at})
+async def set_progress(conn: AsyncConnection, jurisdiction: str, read_until: datetime, clear_rewind: bool) -> None:
+    await conn.execute(query("ledger_set_progress"), {"jurisdiction": jurisdiction, "read_until": read_until,
+                                                      "clear_rewind": clear_rewind})
 
 
 async def add_worked_days(conn: AsyncConnection, jurisdiction: str, days: Sequence[date]) -> None:
@@ -78,3 +82,11 @@ async def worked_days(conn: AsyncConnection, jurisdiction: str, first: date, las
     async with conn.cursor() as cur:
         await cur.execute(query("ledger_worked_days"), {"jurisdiction": jurisdiction, "first": first, "last": last})
         return {row[0] for row in await cur.fetchall()}
+
+
+async def any_truck_reading(conn: AsyncConnection, jurisdiction: str, start: datetime, end: datetime) -> bool:
+    async with conn.cursor() as cur:
+        await cur.execute(query("ledger_any_truck_reading"), {"jurisdiction": jurisdiction, "start": start,
+                                                              "end": end})
+        row = await cur.fetchone()
+        return bool(row and row[0])

@@ -999,12 +999,28 @@ ON CONFLICT (jurisdiction_id, day, stop_id) DO UPDATE SET
 -- name: ledger_delete_days
 DELETE FROM collection_ledger WHERE jurisdiction_id = %(jurisdiction)s AND day >= %(first)s AND day <= %(last)s;
 
--- name: ledger_read_until
-SELECT read_until FROM ledger_progress WHERE jurisdiction_id = %(jurisdiction)s;
+-- name: ledger_lock_progress
+-- The live ledger's progress, locked for the round's page (or a rebuild): one writer at a time. A first
+-- round starts `late` before now.
+WITH created AS (
+    INSERT INTO ledger_progress (jurisdiction_id, read_until)
+    VALUES (%(jurisdiction)s, clock_timestamp() - %(late)s::interval)
+    ON CONFLICT (jurisdiction_id) DO NOTHING
+)
+SELECT 1;
 
--- name: ledger_set_read_until
-INSERT INTO ledger_progress (jurisdiction_id, read_until) VALUES (%(jurisdiction)s, %(read_until)s)
-ON CONFLICT (jurisdiction_id) DO UPDATE SET read_until = greatest(ledger_progress.read_until, excluded.read_until);
+-- name: ledger_progress_for_update
+SELECT read_until, rewind_to FROM ledger_progress WHERE jurisdiction_id = %(jurisdiction)s FOR UPDATE;
+
+-- name: ledger_set_progress
+UPDATE ledger_progress SET read_until = greatest(read_until, %(read_until)s),
+                           rewind_to = CASE WHEN %(clear_rewind)s THEN NULL ELSE rewind_to END
+WHERE jurisdiction_id = %(jurisdiction)s;
+
+-- name: ledger_rewind
+-- Rows committed long after they were received: every live ledger reads again from the oldest of them.
+UPDATE ledger_progress SET rewind_to = least(coalesce(rewind_to, %(oldest)s), %(oldest)s)
+WHERE read_until - interval '5 minutes' > %(oldest)s;
 
 -- name: overflow_hours
 -- Per container, the hours its "container full" incidents were open within [start, end).
@@ -1026,3 +1042,11 @@ DELETE FROM ledger_days WHERE jurisdiction_id = %(jurisdiction)s AND day >= %(fi
 
 -- name: ledger_worked_days
 SELECT day FROM ledger_days WHERE jurisdiction_id = %(jurisdiction)s AND day >= %(first)s AND day <= %(last)s;
+
+-- name: ledger_any_truck_reading
+SELECT EXISTS (
+    SELECT 1 FROM devices d JOIN LATERAL (
+        SELECT 1 FROM telemetry t WHERE t.device_id = d.device_id AND t.time >= %(start)s AND t.time < %(end)s LIMIT 1
+    ) x ON true
+    WHERE d.kind = 'truck' AND d.jurisdiction_id = %(jurisdiction)s
+);

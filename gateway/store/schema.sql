@@ -433,10 +433,13 @@ CREATE TABLE collection_ledger (
     PRIMARY KEY (jurisdiction_id, day, stop_id)
 );
 
--- How far the live ledger has read the telemetry, by the time each row was received.
+-- How far the live ledger has read the telemetry, by the time each row was received; and, when rows were
+-- committed long after they were received (a replay from the dead letter, a batch retried while the
+-- database was away), the oldest of those: the next round reads again from there.
 CREATE TABLE ledger_progress (
     jurisdiction_id  text PRIMARY KEY,
-    read_until       timestamptz NOT NULL
+    read_until       timestamptz NOT NULL,
+    rewind_to        timestamptz
 );
 
 -- The days the ledger saw the trucks at work: only those are judged (a day before the ledger was kept, or

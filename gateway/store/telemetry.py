@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -18,6 +18,10 @@ from psycopg.types.json import Jsonb, JsonbBinaryLoader
 
 from gateway.events import EMPTY, Reading
 from gateway.store.queries import query
+
+# A batch whose oldest row was received longer ago than this before its commit rewinds the collection
+# ledger's live rounds (they read again `OVERLAP`, five minutes, back: see gateway/ledger/keeping.py).
+COMMITTED_LATE = timedelta(minutes=4)
 
 _COPY_TYPES = [
     "timestamptz", "text", "bytea", "timestamptz", "text",
@@ -51,6 +55,12 @@ async def insert_readings(conn: AsyncConnection, readings: Sequence[Reading],
                     r.battery_pct, r.battery_v, r.tilted, r.weight_kg, r.rfid, r.event,
                     Jsonb(dict(r.extra), dumps=dump_json) if r.extra else None,
                 ))
+        oldest = min(r.received_at for r in readings)
+        if oldest < datetime.now(UTC) - COMMITTED_LATE:
+            # Rare: rows committed long after they were received (a dead-letter replay, a batch retried
+            # while the database was away). The collection ledger reads what was received since its last
+            # round: it must read back to these.
+            await cur.execute(query("ledger_rewind"), {"oldest": oldest})
         if new_keys is None:
             await cur.execute(query("insert_telemetry_from_staging"))
             return cur.rowcount

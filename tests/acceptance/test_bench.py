@@ -24,6 +24,7 @@ def test_every_scenario_runs_and_writes_its_figures(tmp_path: Path) -> None:
     assert [r["devices"] for r in figures["rss"]] == [1000, 10_000, 100_000]
     assert figures["forecast"]["overflows"] > 0 and figures["forecast"]["time_to_full_error_h"]["24h"]["instants"] > 0
     assert figures["routes"]["days"] == 3 and figures["routes"]["not_served"] == 0
+    assert figures["evidence"]["answered"] == 20 and figures["evidence"]["answered_report"]["p50_ms"] > 0
     assert figures["standby_takeover"]["takeover_s"] > 0 and figures["standby_takeover"]["lease_s"] == 2.0
     amqp = figures["rabbitmq"]
     assert all(amqp[k]["msg_per_s"] > 0 for k in ("limit", "replicas_1", "replicas_2"))

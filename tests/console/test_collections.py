@@ -53,7 +53,8 @@ def console(settings: Settings, tmp_path: Path) -> Iterator[Console]:
     (rules / "data" / "households.yaml").write_text(json.dumps({"households": HOUSEHOLDS}), encoding="utf-8")
     port = free_port()
     settings = settings.model_copy(update={"api_enabled": True, "api_port": port, "rules_dir": rules,
-                                           "ledger_s": 0.3, "device_refresh_s": 0.5})
+                                           "ledger_s": 0.3, "ledger_late_s": 400 * 86400.0,
+                                           "device_refresh_s": 0.5})
     for name, (role, password) in USERS.items():
         upsert_user(settings.database_url, name, hash_password(password), role, None)
     upsert_devices(settings.database_url, [

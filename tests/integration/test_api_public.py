@@ -30,7 +30,7 @@ MISSED = ("Carrer de Mallorca 401", "E2003412010B0001")
 WRONG_AREA = ("Carrer de Verdi 50", "E2003412010B0003")
 CITIZEN_AT_HOME = "Carrer de València 310"
 SECRETS = (PLATE, UNKNOWN_TAG, *MISSED, *WRONG_AREA, CITIZEN_AT_HOME)
-INTERNAL = ("missed_collection", "unknown_tag", "vehicle_conduct")
+INTERNAL = ("missed_collection", "unknown_tag", "vehicle_conduct", "container_overflow_forecast")
 
 
 def test_the_shipped_catalogue_keeps_households_and_vehicles_internal() -> None:

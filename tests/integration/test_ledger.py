@@ -5,19 +5,22 @@ not presented, missed and extra apart."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import shutil
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.events import Reading
+from gateway.devices import Device
+from gateway.events import Batch, Reading
+from gateway.ledger import keeping
 from gateway.settings import Settings
 from gateway.store.devices import upsert_devices
 from simulators.month import MADRID, Month
@@ -48,7 +51,9 @@ def rules_with(directory: Path, households: list[dict[str, Any]]) -> Path:
 
 
 @pytest.mark.timeout(300)
-def test_the_live_ledger_equals_the_one_rebuilt_from_history(settings: Settings, tmp_path: Path) -> None:
+def test_the_live_ledger_equals_the_one_rebuilt_from_history(settings: Settings, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keeping, "PAGE", 500)  # a round reads many pages, resumed row by row
     month = Month(START, days=3, containers=0, trucks=3, households=45, seed=5)
     households = [*json.loads(month.households_yaml())["households"], FAR]
     received = [r for r in month.as_received() if r.profile == "truck"]
@@ -110,3 +115,42 @@ def test_the_live_ledger_equals_the_one_rebuilt_from_history(settings: Settings,
     due = sum(1 for h in households for d in ("mon", "tue", "wed") if d in h["days"])
     assert len(rows) == due + 1
     assert "Eixample" in done.stdout and "served" in done.stdout
+
+
+@pytest.mark.timeout(120)
+def test_rows_committed_long_after_they_were_received_are_read_again(settings: Settings, tmp_path: Path) -> None:
+    """A dead-letter replay (or a batch retried while the database was away) stores rows whose receiving
+    time is older than the live ledger's last round: the ledger reads back to them."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    lifted_at = now - timedelta(hours=1)
+    if lifted_at.astimezone(MADRID).strftime("%H:%M") >= "23:58":
+        lifted_at -= timedelta(minutes=5)  # inside the all-day window below
+    every_day = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "window": "00:00-23:59",
+                 "service_area": "Eixample"}
+    households = [{"id": "H-NOW", "tag": "TAG-NOW", "address": "Carrer A 1", "lat": 41.39, "lon": 2.16, **every_day},
+                  {"id": "H-LATE", "tag": "TAG-LATE", "address": "Carrer B 1", "lat": 41.40, "lon": 2.17, **every_day}]
+    settings = settings.model_copy(update={"rules_dir": rules_with(tmp_path / "rules", households), "ledger_s": 0.3})
+    upsert_devices(settings.database_url, [Device("MT00", "truck", "truck")])
+    with running_gateway(settings):
+        publish(settings.mqtt_url, [truck_message(Reading("MT00", now - timedelta(minutes=2), now, b"n", "truck",
+                                                          41.39, 2.16, 0.0, event="bin_lift", rfid="TAG-NOW",
+                                                          weight_kg=4.0))])
+        wait_until(lambda: scalar(settings.database_url, "SELECT count(*) FROM collection_ledger "
+                                                         "WHERE lift_at IS NOT NULL") == 1)
+        replayed = Reading("MT00", lifted_at, now - timedelta(hours=1), b"replayed", "truck", 41.40, 2.17, 0.0,
+                           event="bin_lift", rfid="TAG-LATE", weight_kg=6.0)
+        asyncio.run(_commit(settings.database_url, replayed))
+        wait_until(lambda: scalar(settings.database_url, "SELECT count(*) FROM collection_ledger "
+                                                         "WHERE lift_at IS NOT NULL") == 2, timeout_s=20)
+    assert scalar(settings.database_url, "SELECT lift_weight_kg FROM collection_ledger WHERE stop_id = 'H-LATE'") == 6
+
+
+async def _commit(url: str, reading: Reading) -> None:
+    from gateway.store.batch import commit_batch
+    from gateway.store.pool import open_pool
+
+    pool = await open_pool(url)
+    try:
+        await commit_batch(pool, Batch(readings=(reading,)))
+    finally:
+        await pool.close()

@@ -38,6 +38,9 @@ HOUSEHOLDS = [
      "lon": 2.1740, "service_area": "Eixample", "days": ["mon"], "window": "06:00-12:00"},
     {"id": "H-MISSED", "tag": "E2000000000000D4", "address": "Carrer del Bruc 150", "lat": 41.3990,
      "lon": 2.1640, "service_area": "Eixample", "days": ["mon"], "window": "06:00-09:00"},
+    # H-LATER's neighbour, 15 m away: its driver pressed "bin not out", which says nothing of H-LATER
+    {"id": "H-NEIGHBOUR", "tag": "E2000000000000E5", "address": "Carrer de Girona 22", "lat": 41.39013,
+     "lon": 2.17400, "service_area": "Eixample", "days": ["mon"], "window": "06:00-09:00"},
 ]
 
 
@@ -67,7 +70,7 @@ def city(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, Set
         "api_enabled": True, "api_port": free_port(), "open311_api_keys": [KEY], "rules_dir": rules,
         "api_tokens": ["op-token:operator:clerk", "viewer-token:viewer:analyst",
                        "partner-token:operator:contractor:/manteniment-contenidors"],
-        "sweep_s": 0.3, "ledger_s": 0.3})
+        "sweep_s": 0.3, "ledger_s": 0.3, "ledger_late_s": 400 * 86400.0})
     upsert_devices(settings.database_url, [Device("T-EIX", "truck", "truck", "4417 KLM",
                                                   attributes={"service_area": "Eixample"})])
     clock = Clock(local(8, 50))  # the gateway first sees the households before their windows end
@@ -79,10 +82,11 @@ def city(settings: Settings, tmp_path: Path) -> Iterator[tuple[httpx.Client, Set
             fix(local(7, 42), 41.40362, 2.17441, event="bin_lift", rfid="E2000000000000A1", weight_kg=11.0),
             fix(local(7, 40), 41.39632, 2.16505),  # past the second door: nothing lifted
             fix(local(8, 10), 41.41000, 2.18000),  # far from the others
+            fix(local(8, 20), 41.39008, 2.17400, event="bin_not_out", rfid="E2000000000000E5"),
         ])
-        wait_until(lambda: scalar(settings.database_url, "SELECT count(*) FROM telemetry") == 4)
+        wait_until(lambda: scalar(settings.database_url, "SELECT count(*) FROM telemetry") == 5)
         wait_until(lambda: scalar(settings.database_url, "SELECT count(*) FROM rule_state "
-                                                         "WHERE subject LIKE 'household:%%'") == 4)
+                                                         "WHERE subject LIKE 'household:%%'") == 5)
         clock.at = local(10, 30)  # the 09:00 windows and their grace have ended; the 12:00 one has not
         wait_until(lambda: scalar(settings.database_url, "SELECT count(*) FROM incidents "
                                                          "WHERE subject = 'household:H-MISSED'") == 1)
@@ -144,6 +148,12 @@ def test_in_progress_the_report_stays_open(city: tuple[httpx.Client, Settings, C
     assert public_notes(settings, incident_id)[-1] == "Not collected yet: the round is in progress until 12:00."
 
 
+def test_a_position_between_two_doors_is_not_answered(city: tuple[httpx.Client, Settings, Clock]) -> None:
+    client, settings, _ = city
+    incident_id = report(client, lat="41.39006", long="2.17400")  # 7 m from H-LATER, 8 m from its neighbour
+    assert public_notes(settings, incident_id) == []
+
+
 def test_missed_the_report_is_routed_and_linked_to_the_rule_incident(
         city: tuple[httpx.Client, Settings, Clock]) -> None:
     client, settings, _ = city
@@ -173,20 +183,21 @@ def test_the_ledger_api_its_csv_coverage_and_the_collection_figures(
     day = DAY.date().isoformat()
     rows = client.get("/api/v1/ledger", params={"date": day}, headers=STAFF).json()["rows"]
     assert {r["stop_id"]: r["status"] for r in rows} == {
-        "H-LIFTED": "lifted", "H-NOT-OUT": "not_presented", "H-LATER": "pending", "H-MISSED": "missed"}
+        "H-LIFTED": "lifted", "H-NOT-OUT": "not_presented", "H-LATER": "pending", "H-MISSED": "missed",
+        "H-NEIGHBOUR": "not_presented"}
     lifted = next(r for r in rows if r["stop_id"] == "H-LIFTED")
     assert lifted["lifted_at"].startswith(f"{day}T07:42") and lifted["weight_kg"] == 11.0 and lifted["truck"] == "T-EIX"
     csv_text = client.get("/api/v1/ledger", params={"date": day, "format": "csv", "truck": "T-EIX"}, headers=STAFF)
     assert csv_text.headers["content-type"].startswith("text/csv")
-    assert [line.split(",")[4] for line in csv_text.text.splitlines()[1:]] == ["H-LIFTED", "H-NOT-OUT"]
+    assert [line.split(",")[4] for line in csv_text.text.splitlines()[1:]] == ["H-LIFTED", "H-NEIGHBOUR", "H-NOT-OUT"]
     coverage = client.get("/api/v1/ledger/coverage", params={"date": day},
                           headers={"Authorization": "Bearer viewer-token"}).json()["rounds"]
-    assert coverage[0]["round"] == "Eixample" and coverage[0]["due"] == 4 and coverage[0]["served_share"] == 0.5
+    assert coverage[0]["round"] == "Eixample" and coverage[0]["due"] == 5 and coverage[0]["served_share"] == 0.6
     by_hour = {h["by"]: h["share"] for h in coverage[0]["by_hour"]}
-    assert by_hour["07:00"] == 0 and by_hour["08:00"] == 0.5
+    assert (by_hour["07:00"], by_hour["08:00"], by_hour["09:00"]) == (0, 0.4, 0.6)
     stats = client.get("/api/v1/stats", headers=STAFF).json()["collection"]
-    assert (stats["due"], stats["missed"], stats["missed_share_of_due"]) == (3, 1, round(1 / 3, 4))
-    assert stats["set_out_rate_by_street"] == {"Carrer de Mallorca": 1.0, "Carrer de València": 0.0}
+    assert (stats["due"], stats["missed"], stats["missed_share_of_due"]) == (4, 1, 0.25)
+    assert stats["set_out_rate_by_street"] == {}  # one household per street: its rate would be theirs
     assert stats["kg_by_round"]["Eixample"]["kg"] == 11.0
     # The rows name households' addresses: not for a viewer; nothing of the city's for a partner.
     assert client.get("/api/v1/ledger", params={"date": day},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -9,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.devices import Device
 from gateway.events import Reading
-from gateway.forecast.fill import History, forecast, observe
+from gateway.forecast.fill import History, forecast, observe, weekend_factor
 from gateway.rules.forecast import FillForecastConfig, next_scheduled
 from gateway.rules.model import ReadingContext
 
@@ -93,3 +94,36 @@ def test_the_next_collection_comes_from_the_schedule() -> None:
     assert next_scheduled({"collection_days": ["mon", "thu"], "collection_window": "06:00-12:00"}, monday, MADRID) \
         == datetime(2026, 3, 5, 6, 0, tzinfo=MADRID)
     assert next_scheduled({}, monday, MADRID) is None
+
+
+def test_the_weekend_rate_is_learnt_from_past_fillings() -> None:
+    rng = random.Random(13)
+    history: History = {}
+    fill, t = 3.0, 0.0
+    next_empty = 60.0
+    while t < 24 * 21:
+        at = START + timedelta(hours=t)
+        weekend = at.astimezone(MADRID).weekday() >= 5
+        fill += (1.4 if weekend else 1.0) / 6
+        if t >= next_empty:
+            fill, next_empty = rng.uniform(0, 3), next_empty + 60
+        observe(history, at, max(0.0, fill + rng.gauss(0, 1.5)), MADRID)
+        t += 1 / 6
+    assert len(history["empties"]) >= 5
+    assert abs(weekend_factor(history) - 1.4) < 0.2
+    assert abs(history["wd"][0] - 1.0) < 0.1
+
+
+def test_the_rule_leaves_the_state_it_was_given_as_it_was() -> None:
+    rule = FillForecastConfig.model_validate({
+        "id": "r", "kind": "fill_forecast", "incident": {"service_code": "container_overflow_forecast",
+                                                         "title": "t"}}).build(None)
+    device = Device("C-1", "container", "container", "C")
+    rng = random.Random(2)
+    state = None
+    for index, (at, fill) in enumerate(readings(30, rng)):
+        reading = Reading("C-1", at, at, index.to_bytes(4, "big"), "container", fill_pct=fill)
+        before = copy.deepcopy(state)
+        outcome = rule.evaluate(reading, ReadingContext(reading, device), state, at)
+        assert state == before  # the engine may still hold the previous state
+        state = outcome.state
