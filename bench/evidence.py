@@ -92,8 +92,9 @@ def run(database_url: str, reports: int = 100) -> dict[str, Any]:
     with psycopg.connect(database_url) as conn:
         answered = conn.execute("SELECT count(DISTINCT incident_id) FROM incident_events "
                                 "WHERE actor = 'system:ledger' AND public").fetchone()
-        by_status: dict[str, int] = dict(conn.execute("SELECT data->>'status', count(*) FROM incident_events WHERE actor = "
-                                      "'system:ledger' AND NOT public GROUP BY 1").fetchall())
+        by_status: dict[str, int] = dict(conn.execute(
+            "SELECT data->>'status', count(*) FROM incident_events WHERE actor = 'system:ledger' AND NOT public "
+            "GROUP BY 1").fetchall())
         closed = conn.execute("SELECT count(*) FROM incidents WHERE service_code = 'missed_collection' "
                               "AND status = 'closed'").fetchone()
     return {"truck_fixes": fixes, "households": len(households), "reports": reports,
