@@ -62,16 +62,17 @@ def _summary(times: list[float]) -> dict[str, float]:
             "max_ms": round(max(times), 1)}
 
 
-def run(database_url: str, reports: int = 100) -> dict[str, Any]:
+def run(database_url: str, reports: int = 100, days: int = 7, trucks: int = 8, households: int = 300) -> dict[str, Any]:
     today = datetime.now(MADRID).replace(hour=0, minute=0, second=0, microsecond=0)
-    month = Month((today - timedelta(days=6)).astimezone(UTC), days=7, containers=0, trucks=8, households=300)
+    month = Month((today - timedelta(days=days - 1)).astimezone(UTC), days=days, containers=0, trucks=trucks,
+                  households=households)
     fixes = _seed(database_url, month)
-    households = json.loads(month.households_yaml())["households"]
-    due = [h for h in households if DAYS[today.weekday()] in h["days"]] or households
+    stops = json.loads(month.households_yaml())["households"]
+    due = [h for h in stops if DAYS[today.weekday()] in h["days"]] or stops
     with tempfile.TemporaryDirectory(prefix="wastegate-bench-evidence-") as scratch:
         rules = Path(scratch) / "rules"
         shutil.copytree(REPO / "rules", rules, ignore=shutil.ignore_patterns("tests"))
-        (rules / "data" / "households.yaml").write_text(json.dumps({"households": households}), encoding="utf-8")
+        (rules / "data" / "households.yaml").write_text(json.dumps({"households": stops}), encoding="utf-8")
         port = free_port()
         env = {**os.environ, "WASTEGATE_DATABASE_URL": database_url, "WASTEGATE_API_PORT": str(port),
                "WASTEGATE_RULES_DIR": str(rules), "WASTEGATE_OPEN311_API_KEYS": KEY,
@@ -97,7 +98,7 @@ def run(database_url: str, reports: int = 100) -> dict[str, Any]:
             "GROUP BY 1").fetchall())
         closed = conn.execute("SELECT count(*) FROM incidents WHERE service_code = 'missed_collection' "
                               "AND status = 'closed'").fetchone()
-    return {"truck_fixes": fixes, "households": len(households), "reports": reports,
+    return {"truck_fixes": fixes, "households": len(stops), "reports": reports,
             "answered": answered[0] if answered else 0, "closed_as_collected_or_not_out": closed[0] if closed else 0,
             "open_by_status": by_status,
             "plain_report": _summary(plain_ms), "answered_report": _summary(evidence_ms),
@@ -114,7 +115,9 @@ def main() -> None:
             conn.execute("CREATE DATABASE bench_evidence")
         url = postgres.url("bench_evidence")
         migrate(url)
-        print(json.dumps(run(url), indent=2))
+        figures = run(url)
+        (REPO / "bench" / "results" / "evidence.json").write_text(json.dumps(figures, indent=2) + "\n")
+        print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

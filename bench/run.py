@@ -117,7 +117,8 @@ def run(count: int = 100_000, name: str = "latest", quick: bool = False,
                 figures["console"] = console_scenario(url, broker.url, quick=quick)
                 print("console", figures["console"], flush=True)
                 _drop(postgres, "bench_console")
-                figures["evidence"] = evidence.run(_database(postgres, "bench_evidence"), 20 if quick else 100)
+                figures["evidence"] = evidence.run(_database(postgres, "bench_evidence"),
+                                                   *((20, 2, 2, 60) if quick else (100, 7, 8, 300)))
                 print("evidence", figures["evidence"], flush=True)
                 _drop(postgres, "bench_evidence")
             finally:
