@@ -133,3 +133,14 @@ def console_client(base: str, name: str, password: str) -> Any:
                                                   "next": "/console/incidents"})
     assert answer.status_code == 303, answer.text
     return client
+
+
+def follow_link(database_url: str, incident_id: int) -> str:
+    """The reporter's private follow link of an incident (as their receipt gives it)."""
+    from gateway.organisation.follow import follow_key, follow_path
+
+    async def key() -> bytes:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            return await follow_key(conn)
+
+    return follow_path(asyncio.run(key()), incident_id)

@@ -41,6 +41,7 @@ class History(TypedDict, total=False):
     b: list[float]  # the fills read in the current half hour
     bt: float  # the current half hour's start (epoch s)
     empties: list[float]  # the last emptyings (epoch s)
+    lt: float  # the device time of the latest reading observed (epoch s)
     wd: list[float]  # [rate %/h, weight h] learnt on weekdays
     we: list[float]  # the same at weekends
 
@@ -70,6 +71,11 @@ def observe(history: History, at: datetime, fill: float, tz: tzinfo) -> tuple[bo
     """Adds a reading; (emptied, a half hour closed). An emptying closes the filling: its rates are learnt
     and a new one begins."""
     t = at.timestamp()
+    if t <= history.get("lt", float("-inf")):
+        # Already seen (a redelivered message, a duplicate read) or older than what was: a median counts
+        # each reading once, whatever the broker does.
+        return False, False
+    history["lt"] = t
     emptied = False
     closed = False
     samples = history.setdefault("s", [])
@@ -135,7 +141,10 @@ def weekend_factor(history: History) -> float:
 
 
 def _effective_hours(t0: float, t1: float, factor: float, tz: tzinfo) -> float:
-    """Weekday-equivalent hours between two instants."""
+    """Weekday-equivalent hours from t0 to t1 (negative when t1 is earlier: the latest sample is the middle of
+    the current half hour, which may be ahead of now)."""
+    if t1 < t0:
+        return -_effective_hours(t1, t0, factor, tz)
     total, t = 0.0, t0
     while t < t1:
         step = min(t1, t - t % HOUR + HOUR) - t

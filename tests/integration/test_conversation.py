@@ -5,21 +5,18 @@ Open311."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
-import psycopg
 import pytest
 
 from gateway.embedded.ports import free_port
-from gateway.organisation.follow import follow_key, follow_path
 from gateway.settings import Settings
 from tests.mail import Inbox, text_of
-from tests.support import api_up, running_gateway, wait_until
+from tests.support import api_up, follow_link, running_gateway, wait_until
 
 KEY = "citizen-app-key"
 STAFF = {"Authorization": "Bearer op-token"}
@@ -45,11 +42,7 @@ def _report(client: httpx.Client) -> int:
 
 
 def _link(settings: Settings, incident_id: int) -> str:
-    async def key() -> bytes:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-            return await follow_key(conn)
-
-    return follow_path(asyncio.run(key()), incident_id)
+    return follow_link(settings.database_url, incident_id)
 
 
 def test_a_reporter_writes_follows_and_rates_and_a_low_rating_reopens(api: tuple[httpx.Client, Settings]) -> None:

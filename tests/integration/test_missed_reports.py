@@ -6,7 +6,6 @@ is a public note; nothing of the household, the tag or the truck is in it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import Iterator
@@ -15,16 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from gateway.devices import Device
 from gateway.embedded.ports import free_port
-from gateway.organisation.follow import follow_key, follow_path
 from gateway.settings import Settings
 from gateway.store.devices import upsert_devices
 from simulators.month import MADRID
-from tests.support import REPO, api_up, publish, running_gateway, scalar, sql, wait_until
+from tests.support import REPO, api_up, follow_link, publish, running_gateway, scalar, sql, wait_until
 
 KEY = "citizen-app-key"
 STAFF = {"Authorization": "Bearer op-token"}
@@ -103,11 +100,7 @@ def report(client: httpx.Client, **where: str) -> int:
 
 
 def _link(settings: Settings, incident_id: int) -> str:
-    async def key() -> bytes:
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-            return await follow_key(conn)
-
-    return follow_path(asyncio.run(key()), incident_id)
+    return follow_link(settings.database_url, incident_id)
 
 
 def public_notes(settings: Settings, incident_id: int) -> list[str]:

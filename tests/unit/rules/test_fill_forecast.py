@@ -127,3 +127,16 @@ def test_the_rule_leaves_the_state_it_was_given_as_it_was() -> None:
         outcome = rule.evaluate(reading, ReadingContext(reading, device), state, at)
         assert state == before  # the engine may still hold the previous state
         state = outcome.state
+
+
+def test_a_reading_seen_again_changes_nothing() -> None:
+    """A message redelivered after a replica's crash, or read twice, is the same reading: counted once."""
+    rng = random.Random(8)
+    history: History = {}
+    series = readings(6, rng)
+    for at, fill in series:
+        observe(history, at, fill, MADRID)
+    before = copy.deepcopy(history)
+    assert observe(history, *series[-1], MADRID) == (False, False)
+    assert observe(history, series[-3][0], 99.0, MADRID) == (False, False)  # older than the latest: ignored
+    assert history == before
