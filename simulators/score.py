@@ -9,6 +9,10 @@ import psycopg
 
 from simulators.city import Expected
 
+# The city's hour has no truth for forecasts (its containers' fill is capped well below full): a long demo
+# run's "will overflow" warnings are neither hits nor extras. bench/forecast.py scores them on the month.
+UNSCORED = frozenset({"container_overflow_forecast"})
+
 
 @dataclass(frozen=True)
 class Score:
@@ -41,7 +45,7 @@ def score(database_url: str, expected: Iterable[Expected]) -> Score:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             "SELECT DISTINCT service_code, subject FROM incidents WHERE source = 'device_rule'").fetchall()
-    found = {(code, subject) for code, subject in rows}
+    found = {(code, subject) for code, subject in rows if code not in UNSCORED}
     truth = list(expected)
     wanted = {(e.service_code, e.subject) for e in truth}
     misses = tuple(e for e in truth if (e.service_code, e.subject) not in found)
