@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree
 
-import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from psycopg.rows import dict_row
@@ -231,9 +230,9 @@ async def post_request(fmt: str, request: Request, api: ApiContext = Depends(con
                 async with conn.transaction():
                     await answer_report(conn, book, incident_id, address, lat, lon, api.clock(),
                                         api.settings.correlation_distance_m)
-            except (psycopg.Error, ValueError) as exc:
+            except Exception as exc:  # whatever fails, the citizen's report is kept
                 log.error("a missed-collection report was not answered from the ledger",
-                          extra={"incident": incident_id, "error": str(exc)})
+                          extra={"incident": incident_id, "error": f"{type(exc).__name__}: {exc}"})
     # The reporter learns that a request in an internal service will not be listed, not even to them.
     notice = "" if service.public else "this request is followed up by staff and is not published"
     return render([{"service_request_id": str(incident_id), "service_notice": notice, "account_id": None}], fmt,

@@ -15,11 +15,12 @@ lower.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import statistics
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,10 @@ from typing_extensions import TypedDict
 
 HOUR = 3600.0
 BUCKET_S = 1800.0
-MAX_SAMPLES = 7 * 48  # a week of half hours: longer fillings keep their latest week
+# Two days of half hours: a longer filling is fitted on its latest two days. It bounds the state written with
+# each reading and the fit's pairs (n²/2), which run on the ingest path.
+MAX_SAMPLES = 2 * 48
+BUCKET_READINGS = 15  # a half hour's median is of its first readings: a device reporting each second costs no more
 EMPTIED_DROP = 25.0  # points: an emptying, far beyond a level sensor's noise
 MIN_SAMPLES = 4  # two hours of a filling before it is forecast at all
 PRIOR_WEIGHT = 12  # samples: a filling seen for six hours weighs as much as the learnt rate
@@ -64,7 +68,14 @@ class Forecast:
 
 
 def _weekend(epoch: float, tz: tzinfo) -> bool:
-    return datetime.fromtimestamp(epoch, tz).weekday() >= 5
+    return _weekend_hour(int(epoch // HOUR), tz)
+
+
+@functools.lru_cache(maxsize=8192)
+def _weekend_hour(hour: int, tz: tzinfo) -> bool:
+    """Whether an hour (since the epoch) is at a weekend where the container is: a forecast asks this of
+    the same few hundred hours again and again."""
+    return datetime.fromtimestamp(hour * HOUR, tz).weekday() >= 5
 
 
 def observe(history: History, at: datetime, fill: float, tz: tzinfo) -> tuple[bool, bool]:
@@ -93,12 +104,14 @@ def observe(history: History, at: datetime, fill: float, tz: tzinfo) -> tuple[bo
         history["seg"] = t
     start = t - t % BUCKET_S
     if history.get("bt") is not None and start > history["bt"] and history.get("b"):
-        history["s"] = [*history["s"], [history["bt"] + BUCKET_S / 2, statistics.median(history["b"])]][-MAX_SAMPLES:]
+        middle = [history["bt"] + BUCKET_S / 2, round(statistics.median(history["b"]), 2)]
+        history["s"] = [*history["s"], middle][-MAX_SAMPLES:]
         history["b"] = []
         closed = True
     if history.get("bt") is None or start > history["bt"]:
         history["bt"] = start
-    history["b"] = [*history.get("b", []), fill]
+    if len(history.get("b", [])) < BUCKET_READINGS:
+        history["b"] = [*history.get("b", []), fill]
     return emptied, closed
 
 
@@ -216,6 +229,3 @@ def next_emptying(history: History, now: datetime) -> datetime | None:
         expected += interval
     return datetime.fromtimestamp(expected, UTC)
 
-
-def hours_between(a: datetime, b: datetime) -> float:
-    return (b - a) / timedelta(hours=1)

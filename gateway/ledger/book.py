@@ -81,12 +81,16 @@ class Facts:
     passed: Seen | None = None
     not_out: Seen | None = None
 
-    def merge(self, other: Facts) -> None:
-        """Earliest wins, field by field: the same facts in any order, any number of times, give the same."""
+    def merge(self, other: Facts) -> bool:
+        """Earliest wins, field by field: the same facts in any order, any number of times, give the same.
+        Whether anything changed."""
+        changed = False
         for name in ("lift", "passed", "not_out"):
             theirs = getattr(other, name)
             if theirs is not None and theirs.earlier_than(getattr(self, name)):
                 setattr(self, name, theirs)
+                changed = True
+        return changed
 
     def status_at(self, stop: Stop, now: datetime) -> Status:
         if not self.scheduled:
@@ -112,7 +116,6 @@ class TruckReading:
     rfid: str | None = None
     event: str | None = None
     weight_kg: float | None = None
-    received_at: datetime | None = None
 
 
 @dataclass
@@ -202,10 +205,7 @@ def merge_into(known: dict[tuple[str, date], Facts], new: Mapping[tuple[str, dat
         if before is None:
             known[key] = replace(facts)
             changed.add(key)
-            continue
-        snapshot = (before.lift, before.passed, before.not_out)
-        before.merge(facts)
-        if (before.lift, before.passed, before.not_out) != snapshot:
+        elif before.merge(facts):
             changed.add(key)
     return changed
 

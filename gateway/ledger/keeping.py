@@ -34,7 +34,7 @@ class Entry:
 
 def reading_of(row: dict[str, Any]) -> TruckReading:
     return TruckReading(row["device_id"], row["time"], row["lat"], row["lon"], row["rfid"], row["event"],
-                        row["weight_kg"], row["received_at"])
+                        row["weight_kg"])
 
 
 def facts_of(row: dict[str, Any]) -> Facts:
@@ -156,6 +156,8 @@ async def entry_now(conn: AsyncConnection, book: Book, stop: Stop, day: date, no
     """One stop's day as the committed telemetry tells it this instant (a citizen is waiting): its lifts and
     the fixes near it, folded, merged with what the ledger holds."""
     start, end = _day_bounds(book, day, day)
+    # Twice the reach, in degrees; a degree of longitude is at least half a degree of latitude's length below
+    # 60° of latitude, hence the longitude's doubled.
     reach = book.pass_m * 2 / 111_320.0
     box = ((stop.lat or 0) - reach, (stop.lon or 0) - reach * 2, (stop.lat or 0) + reach, (stop.lon or 0) + reach * 2) \
         if stop.lat is not None and stop.lon is not None else None

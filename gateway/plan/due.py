@@ -102,6 +102,3 @@ def forecasts_of(states: Iterable[tuple[str, str, dict[str, Any]]], rule_ids: se
 def shift_start(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, SHIFT[0], tz)
 
-
-def next_day(today: date) -> date:
-    return today + timedelta(days=1)

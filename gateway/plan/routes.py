@@ -116,10 +116,6 @@ def routing_service_matrix(url: str, timeout_s: float = 30.0) -> Matrix:
     return matrix
 
 
-def path_m(points: Sequence[tuple[float, float]]) -> float:
-    return sum(haversine_m(a, b) for a, b in itertools.pairwise(points))
-
-
 def plan_routes(day: str, due: Sequence[Due], trucks: Sequence[Truck], depot: Place, transfer: Place,
                 matrix: Matrix = haversine_matrix, exploration: int = 5) -> Plan:
     """A route per truck (depot → containers → transfer station) within each truck's capacity."""
